@@ -1,0 +1,1 @@
+"""The collector agent: tails kubelet's container log files and forwards them over gRPC."""

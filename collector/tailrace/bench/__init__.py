@@ -1,0 +1,1 @@
+"""Benchmarks behind `tailrace bench`: they print figures, they never assert."""
