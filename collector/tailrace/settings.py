@@ -68,6 +68,7 @@ class ServerSettings:
     tokens_file: Path | None = None  # static bearer tokens (see server.auth)
     ingest_tokens_file: Path | None = None
     kubernetes_auth: bool = False  # TokenReview + SubjectAccessReview in a cluster
+    ingest_service_accounts: tuple[str, ...] = ()  # with kubernetes_auth: who may ingest
     cursor_secret: bytes = b""  # signs cursors; random per process when empty
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 100

@@ -1,0 +1,5 @@
+import sys
+
+from tailrace import cli
+
+sys.exit(cli.main())
