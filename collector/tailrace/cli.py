@@ -107,9 +107,7 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--token-file", type=Path, help="ingest token (else env TAILRACE_INGEST_TOKEN)")
     p.add_argument("--max-line-bytes", type=int, default=conventions.DEFAULT_MAX_LINE_BYTES)
     p.add_argument("--on-overflow", choices=conventions.OVERFLOW_POLICIES, default="truncate")
-    p.add_argument(
-        "--metrics-addr", default=f"127.0.0.1:{conventions.DEFAULT_AGENT_METRICS_PORT}"
-    )
+    p.add_argument("--metrics-addr", default=f"127.0.0.1:{conventions.DEFAULT_AGENT_METRICS_PORT}")
     _add_log_level(p)
     p.set_defaults(handler=_run_agent)
 
