@@ -7,9 +7,12 @@ are sibling modules; `tailrace.server.storage.open_store(url)` picks one by URL 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
+
+from tailrace import conventions
 
 Order = Literal["asc", "desc"]
 RecordSource = Literal["agent", "otlp", "operator"]
@@ -21,6 +24,14 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The backend cannot be reached or is shutting down: the API answers 503."""
+
+
+class InvalidQuery(StoreError, ValueError):
+    """A `Query` the store cannot answer (unknown level, negative limit...): the API answers 400."""
+
+
+class UnknownStoreURL(StoreError, ValueError):
+    """`open_store` got a URL whose scheme no backend serves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +92,52 @@ class NewRecord:
     def truncated(self) -> bool:
         return bool(self.flags & 1)
 
+    @property
+    def size(self) -> int:
+        """Bytes the record counts for in stats and `maxBytes` retention: its UTF-8 message."""
+        return len(self.message.encode())
+
 
 @dataclass(slots=True)
 class StoredRecord(NewRecord):
+    """A record with its store-assigned id.
+
+    A backend's `append` may be handed `StoredRecord` instances (ingest builds them so the live tail
+    gets them without a copy): it then fills `id` and `received_ns` in place and returns the same
+    objects. Plain `NewRecord`s are copied into new `StoredRecord`s.
+    """
+
     id: int = 0
     received_ns: int = 0
+
+
+def stamp(record: NewRecord, record_id: int, received_ns: int) -> StoredRecord:
+    """The stored form of `record` (the same object when it already is a `StoredRecord`)."""
+    if isinstance(record, StoredRecord):
+        record.id = record_id
+        record.received_ns = received_ns
+        return record
+    return StoredRecord(
+        ts_ns=record.ts_ns,
+        namespace=record.namespace,
+        pod=record.pod,
+        container=record.container,
+        stream=record.stream,
+        level=record.level,
+        message=record.message,
+        kind=record.kind,
+        workload=record.workload,
+        workload_uid=record.workload_uid,
+        pod_uid=record.pod_uid,
+        container_id=record.container_id,
+        restart=record.restart,
+        execution_id=record.execution_id,
+        attrs=record.attrs,
+        source=record.source,
+        flags=record.flags,
+        id=record_id,
+        received_ns=received_ns,
+    )
 
 
 @dataclass(slots=True)
@@ -95,7 +147,12 @@ class IngestBatch:
     `end_offsets[i]` is the file offset just past record i. The store keeps, per `source_key`, the
     highest offset it has made durable, and skips every record whose end offset is not above it,
     so a resend stores nothing twice. `covered_offset` also advances the mark past lines that were
-    deliberately dropped by the line-limit policy.
+    deliberately dropped by the line-limit policy. `dropped_lines` are counted only when the batch
+    advances the mark, so a resent batch does not count its drops twice.
+
+    Records whose `kind`/`workload` are empty are attributed by the store, in the same transaction,
+    from the pods registry (`put_pod` with a workload); the pod fields below attribute
+    `dropped_lines` the same way even when the batch has no record.
     """
 
     source_key: str
@@ -103,6 +160,12 @@ class IngestBatch:
     end_offsets: list[int]
     covered_offset: int
     dropped_lines: int = 0
+    namespace: str = ""
+    pod: str = ""
+    pod_uid: str = ""
+    container: str = ""
+    kind: str = ""
+    workload: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +173,8 @@ class AppendResult:
     stored: list[StoredRecord]  # the records newly stored, with ids, in id order
     duplicates: int
     durable_offsets: dict[str, int]  # per source key, after this append
+    # Records not stored because their workload's spec.logs says so (minLevel, enabled: false).
+    filtered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +196,9 @@ class Query:
     since_ns: int | None = None  # inclusive
     until_ns: int | None = None  # exclusive
     after: tuple[int, int] | None = None  # cursor: (ts_ns, id) of the last record already seen
-    after_id: int | None = None  # records with id above this one, in id order (live tails)
+    # Live tails: records with id above this one, always in ascending id order (`order`, `after`
+    # and `tail` are then ignored). Ids grow in commit order, so nothing committed later is missed.
+    after_id: int | None = None
     order: Order = "asc"
     limit: int = 100
     tail: int | None = None  # the last N matching records, returned in ascending order
@@ -150,6 +217,60 @@ class Stats:
     dropped_lines: int
     last_ts_ns: int | None
     bytes: int
+    by_pod: dict[str, int] = field(default_factory=dict)
+
+
+# Full-text search (`Query.text`): the text is cut into tokens the way SQLite FTS5's unicode61
+# tokenizer does (runs of letters and digits, case-folded); a record matches when its message holds
+# those tokens consecutively, i.e. the text as a phrase. Every backend implements exactly this.
+_TOKEN = re.compile(r"[^\W_]+")
+MAX_TEXT_TOKENS: Final = 32
+
+
+def text_tokens(text: str) -> list[str]:
+    return [token.casefold() for token in _TOKEN.findall(text)]
+
+
+def level_rank(level: str) -> int:
+    try:
+        return conventions.LEVEL_RANK[level]
+    except KeyError:
+        raise InvalidQuery(
+            f"unknown level {level!r}; expected one of {', '.join(conventions.LEVELS)}"
+        ) from None
+
+
+def admitted_rank(spec: Mapping[str, Any]) -> int | None:
+    """The lowest level rank a workload stores (`spec.logs.minLevel`); None when logs are off."""
+    logs = spec.get("logs") or {}
+    if not isinstance(logs, Mapping):
+        return 0
+    if logs.get("enabled") is False:
+        return None
+    min_level = logs.get("minLevel")
+    if isinstance(min_level, str):
+        return conventions.LEVEL_RANK.get(min_level.upper(), 0)
+    return 0
+
+
+def check_query(query: Query) -> None:
+    """Raise `InvalidQuery` for a query no backend should try to answer."""
+    if query.limit < 0:
+        raise InvalidQuery(f"limit must not be negative, got {query.limit}")
+    if query.tail is not None and query.tail < 0:
+        raise InvalidQuery(f"tail must not be negative, got {query.tail}")
+    if query.order not in ("asc", "desc"):
+        raise InvalidQuery(f"order must be asc or desc, got {query.order!r}")
+    for level in query.levels:
+        level_rank(level)
+    if query.min_level is not None:
+        level_rank(query.min_level)
+    if query.text is not None:
+        tokens = text_tokens(query.text)
+        if not tokens:
+            raise InvalidQuery(f"the search text {query.text!r} has no word to search for")
+        if len(tokens) > MAX_TEXT_TOKENS:
+            raise InvalidQuery(f"the search text has more than {MAX_TEXT_TOKENS} words")
 
 
 class Store(Protocol):
@@ -177,7 +298,7 @@ class Store(Protocol):
     async def stats(self, query: Query) -> Stats: ...
 
     async def delete(self, query: Query) -> int:
-        """Delete matching records; returns how many."""
+        """Delete every matching record (paging fields are ignored); returns how many."""
 
     async def last_id(self) -> int:
         """The highest record id stored so far (0 when empty)."""
@@ -193,7 +314,18 @@ class Store(Protocol):
 
     async def delete_workload(self, key: WorkloadKey) -> None: ...
 
-    async def put_pod(self, pod: Pod) -> None: ...
+    async def put_pod(self, pod: Pod) -> None:
+        """Register or update a pod; when it names a workload, backfill its unattributed records."""
+
+    async def assign_pod_workload(
+        self, namespace: str, pod: str, workload: WorkloadKey, pod_uid: str = ""
+    ) -> int:
+        """Attribute the pod's records (and dropped-line counts) that have no workload yet.
+
+        Records of a pod that arrived before the pod was registered are stored unattributed; this
+        gives them `workload` (and its uid when registered). With `pod_uid`, only records of that
+        pod incarnation (or with no uid) are touched. Returns the records updated.
+        """
 
     async def get_pod(self, namespace: str, name: str) -> Pod | None: ...
 
@@ -202,7 +334,11 @@ class Store(Protocol):
     async def delete_pod(self, namespace: str, name: str) -> None: ...
 
     async def apply_retention(self, now_ns: int) -> int:
-        """Enforce each workload's spec.logs.retention (maxAge, maxLines, maxBytes); rows deleted."""
+        """Enforce each workload's spec.logs.retention (maxAge, maxLines, maxBytes); rows deleted.
+
+        See `retention_policy.parse` for the accepted spec; a workload whose retention cannot be
+        parsed keeps its records (the control API rejects such specs up front).
+        """
 
     async def meta(self) -> Mapping[str, str]:
         """Small key/value facts about the store (schema version, instance id, created time)."""

@@ -1,0 +1,99 @@
+"""Translating a `Query` into SQL over the `records` table of the SQLite store.
+
+Kept apart from the store so the translation can be read (and tested) as one thing: which WHERE
+terms a query becomes, which ORDER BY, and how cursors turn into row-value ranges that the
+(…, ts_ns, id) indexes answer without sorting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tailrace.server.storage import base
+
+COLUMNS = (
+    "id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, pod_uid, container, "
+    "container_id, restart, stream, level, message, execution_id, attrs, source, flags"
+)
+
+
+@dataclass(slots=True)
+class Where:
+    terms: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, term: str, *params: Any) -> None:
+        self.terms.append(term)
+        self.params.extend(params)
+
+    def add_in(self, column: str, values: tuple[Any, ...] | list[Any]) -> None:
+        marks = ", ".join("?" for _ in values)
+        self.add(f"{column} IN ({marks})", *values)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.terms) if self.terms else "1"
+
+
+def fts_phrase(text: str) -> str:
+    """An FTS5 MATCH expression for `text` as a phrase (tokens are letters and digits only)."""
+    return '"' + " ".join(base.text_tokens(text)) + '"'
+
+
+def where(query: base.Query, *, paging: bool) -> Where:
+    w = Where()
+    if query.namespace is not None:
+        w.add("namespace = ?", query.namespace)
+    if query.kind is not None:
+        w.add("kind = ?", query.kind)
+    if query.workload is not None:
+        w.add("workload = ?", query.workload)
+    if query.pod is not None:
+        w.add("pod = ?", query.pod)
+    if query.containers:
+        w.add_in("container", query.containers)
+    if query.streams:
+        w.add_in("stream", query.streams)
+    if query.levels:
+        w.add_in("level", [base.level_rank(level) for level in query.levels])
+    if query.min_level is not None:
+        w.add("level >= ?", base.level_rank(query.min_level))
+    if query.execution_id is not None:
+        w.add("execution_id = ?", query.execution_id)
+        if query.execution_id:
+            w.add("execution_id <> ''")  # lets SQLite use the partial index
+    if query.restart is not None:
+        w.add("restart = ?", query.restart)
+    if query.sources:
+        w.add_in("source", query.sources)
+    if query.since_ns is not None:
+        w.add("ts_ns >= ?", query.since_ns)
+    if query.until_ns is not None:
+        w.add("ts_ns < ?", query.until_ns)
+    if query.text is not None:
+        w.add(
+            "id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
+            fts_phrase(query.text),
+        )
+    if paging and query.after_id is not None:
+        w.add("id > ?", query.after_id)
+    elif paging and query.after is not None:
+        ascending = query.order == "asc" or query.tail is not None
+        w.add("(ts_ns, id) > (?, ?)" if ascending else "(ts_ns, id) < (?, ?)", *query.after)
+    return w
+
+
+def select(query: base.Query) -> tuple[str, list[Any], bool]:
+    """SQL and parameters for `query`, and whether the rows come back newest first (tail)."""
+    w = where(query, paging=True)
+    if query.after_id is not None:
+        order, limit, reverse = "id", query.limit, False
+    elif query.tail is not None:
+        order, limit, reverse = "ts_ns DESC, id DESC", query.tail, True
+    elif query.order == "desc":
+        order, limit, reverse = "ts_ns DESC, id DESC", query.limit, False
+    else:
+        order, limit, reverse = "ts_ns, id", query.limit, False
+    sql = f"SELECT {COLUMNS} FROM records WHERE {w.sql} ORDER BY {order} LIMIT ?"
+    return sql, [*w.params, limit], reverse

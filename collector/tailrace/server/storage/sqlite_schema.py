@@ -1,0 +1,131 @@
+"""The SQLite schema of the embedded store, as an ordered list of migrations.
+
+A database records every migration it has applied in `schema_migrations`; opening a store applies
+the missing ones in order, each in its own transaction. Never edit a released migration: append a
+new one. Records are denormalised on purpose: the indexes that keep a query over ten million rows
+fast need namespace, pod and workload in the same b-tree as (ts_ns, id).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
+    (
+        1,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            ts_ns INTEGER NOT NULL,
+            received_ns INTEGER NOT NULL,
+            namespace TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            workload TEXT NOT NULL,
+            workload_uid TEXT NOT NULL,
+            pod TEXT NOT NULL,
+            pod_uid TEXT NOT NULL,
+            container TEXT NOT NULL,
+            container_id TEXT NOT NULL,
+            restart INTEGER NOT NULL,
+            stream TEXT NOT NULL,
+            level INTEGER NOT NULL,  -- rank in conventions.LEVELS, so min_level is a range
+            message TEXT NOT NULL,
+            execution_id TEXT NOT NULL,
+            attrs BLOB,              -- JSON object, NULL when empty
+            source TEXT NOT NULL,
+            flags INTEGER NOT NULL,
+            size INTEGER NOT NULL    -- UTF-8 bytes of message (stats, maxBytes retention)
+        );
+        CREATE INDEX records_by_time ON records (ts_ns, id);
+        CREATE INDEX records_by_pod ON records (namespace, pod, ts_ns, id);
+        CREATE INDEX records_by_workload ON records (namespace, kind, workload, ts_ns, id);
+        CREATE INDEX records_by_execution ON records (execution_id, ts_ns, id)
+            WHERE execution_id <> '';
+
+        -- External-content FTS5 index over records.message, filled by the store in the same
+        -- transaction as the rows (no triggers: one INSERT ... SELECT per append).
+        CREATE VIRTUAL TABLE records_fts USING fts5(
+            message, content='records', content_rowid='id', columnsize=0
+        );
+
+        -- Ingest high-water marks: the highest durable end offset per source file.
+        CREATE TABLE sources (
+            key TEXT PRIMARY KEY,
+            durable_offset INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        -- Lines the agents dropped by the line-limit policy, per pod and container.
+        CREATE TABLE drops (
+            namespace TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            workload TEXT NOT NULL,
+            pod TEXT NOT NULL,
+            pod_uid TEXT NOT NULL,
+            container TEXT NOT NULL,
+            lines INTEGER NOT NULL
+        );
+        CREATE INDEX drops_by_pod ON drops (namespace, pod);
+
+        CREATE TABLE workloads (
+            namespace TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            spec BLOB NOT NULL,
+            generation INTEGER NOT NULL,
+            created_ns INTEGER NOT NULL,
+            deleted INTEGER NOT NULL,
+            PRIMARY KEY (namespace, kind, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX workloads_by_uid ON workloads (uid);
+        CREATE INDEX workloads_by_name ON workloads (name);
+
+        CREATE TABLE pods (
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            labels BLOB NOT NULL,
+            kind TEXT,
+            workload TEXT,
+            phase TEXT NOT NULL,
+            obj BLOB NOT NULL,
+            PRIMARY KEY (namespace, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX pods_by_workload ON pods (namespace, kind, workload);
+        """,
+    ),
+)
+
+CURRENT_VERSION: Final = MIGRATIONS[-1][0]
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer Tailrace; refusing to touch it."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing migrations; returns the schema version now in place."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_ns INTEGER NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    newest = max(applied, default=0)
+    if newest > CURRENT_VERSION:
+        raise SchemaTooNew(
+            f"database schema version {newest} is newer than this server's {CURRENT_VERSION}"
+        )
+    for version, script in MIGRATIONS:
+        if version in applied:
+            continue
+        # executescript commits first; wrap the script so a failed migration leaves no trace.
+        conn.executescript(
+            f"BEGIN IMMEDIATE;\n{script}\n"
+            f"INSERT INTO schema_migrations VALUES ({version}, {time.time_ns()});\nCOMMIT;"
+        )
+    return CURRENT_VERSION
