@@ -22,7 +22,7 @@ from tailrace.logs_client import api, connection, failures, options, rendering
 RECENT_IDS = 50_000
 _RECORD_EVENTS = ("", "message", "record", "log")
 # The server ends a stream on purpose: the workload was deleted, nothing more will come.
-_END_EVENTS = ("end", "eof", "scope-destroyed", "deleted")
+_END_EVENTS = ("workload-deleted", "end", "scope-destroyed")
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 3.0
 
@@ -103,13 +103,13 @@ class Follower:
             for event in source.iter_sse():
                 if event.event in _END_EVENTS:
                     self._renderer.flush()
-                    reason = event.data.strip()
+                    reason = _reason(event.data)
                     self._say(f"the server ended the stream{': ' + reason if reason else ''}")
                     return True
                 if event.event in _RECORD_EVENTS and event.data:
                     self._show(event.id, orjson.loads(event.data))
                 elif event.event == "error":
-                    self._say(f"the server reports: {event.data.strip()}")
+                    self._say(f"the server reports: {_reason(event.data)}")
         return False
 
     def _show(self, event_id: str, record: Any) -> None:
@@ -157,3 +157,14 @@ class Follower:
                 )
             self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+def _reason(data: str) -> str:
+    """The human part of a close or error event: its JSON `message`, else the raw data."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.strip()
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return data.strip()
