@@ -1,0 +1,274 @@
+"""Renders the Helm chart with the real `helm` binary, once per values combination per session.
+
+Every test of the chart reads the manifests through the `rendered` fixture; a combination is
+rendered (and linted) the first time a test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "tailrace"
+EXAMPLES = REPO / "deploy" / "examples"
+RELEASE = "demo"
+NAMESPACE = "tailrace-system"
+
+Manifest = dict[str, Any]
+
+# Each meaningful way to install the chart, as values overrides. Tests parametrize over the names.
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "postgresql": {
+        "store": {"postgresql": {"enabled": True, "url": "postgresql://tailrace:pw@db:5432/logs"}},
+        "server": {"replicaCount": 3},
+    },
+    "postgresql-existing-secret": {
+        "store": {
+            "postgresql": {"enabled": True, "existingSecret": "logs-db", "existingSecretKey": "dsn"}
+        },
+    },
+    "node-mode": {
+        "agent": {"daemonset": {"enabled": True}},
+        "auth": {"kubernetes": {"enabled": True}},
+    },
+    "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
+    "cert-manager-cluster-issuer": {
+        "webhook": {
+            "certManager": {
+                "enabled": True,
+                "issuerRef": {
+                    "name": "corp-ca",
+                    "kind": "ClusterIssuer",
+                    "group": "cert-manager.io",
+                },
+            }
+        }
+    },
+    "monitoring": {
+        "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+        "agent": {"daemonset": {"enabled": True}},
+    },
+    "ingress": {
+        "server": {
+            "ingress": {
+                "enabled": True,
+                "className": "nginx",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+                "hosts": [
+                    {"host": "logs.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
+                ],
+                "tls": [{"hosts": ["logs.example.com"], "secretName": "logs-tls"}],
+            }
+        }
+    },
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "platform"}}}],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
+        "agent": {"daemonset": {"enabled": True}},
+    },
+    "namespaced-operator": {
+        "operator": {"watchNamespaces": ["team-a", "team-b"]},
+        "auth": {"existingSecret": "my-tailrace-tokens"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "commonLabels": {"cost-center": "logs"},
+        "commonAnnotations": {"owner": "platform"},
+    },
+    "no-persistence": {"server": {"persistence": {"enabled": False}}, "tests": {"enabled": False}},
+    "everything": {
+        "store": {"postgresql": {"enabled": True, "existingSecret": "logs-db"}},
+        "agent": {"daemonset": {"enabled": True}},
+        "auth": {"kubernetes": {"enabled": True}},
+        "webhook": {"certManager": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+        "networkPolicy": {"enabled": True},
+        "server": {"ingress": {"enabled": True}},
+        "operator": {"watchNamespaces": ["team-a"]},
+    },
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `combination` runs once per entry of COMBINATIONS."""
+    if "combination" in metafunc.fixturenames:
+        metafunc.parametrize("combination", list(COMBINATIONS))
+
+
+@pytest.fixture(scope="session")
+def combination_values() -> Callable[[str], dict[str, Any]]:
+    return lambda name: COMBINATIONS[name]
+
+
+def find_helm() -> str:
+    """The helm binary on PATH or in <repo>/.tools/bin; CI installs it, so absence is a failure."""
+    found = shutil.which("helm") or shutil.which("helm", path=str(REPO / ".tools" / "bin"))
+    if found is None:
+        pytest.fail(
+            "helm is not installed: run `bash ../shared/tools/install-helm .tools/bin` "
+            "(scripts/test does) or put helm on PATH",
+            pytype=False,
+        )
+    return found
+
+
+class HelmError(Exception):
+    """helm exited non-zero; the message is its stderr."""
+
+
+def run_helm(helm: str, *args: str, values: dict[str, Any] | None = None, tmp: Path) -> str:
+    command = [helm, *args]
+    if values is not None:
+        handle, name = tempfile.mkstemp(prefix="values-", suffix=".yaml", dir=tmp)
+        with os.fdopen(handle, "w") as values_file:
+            yaml.safe_dump(values, values_file)
+        command += ["--values", name]
+    # No cluster and no user config: helm must not read the developer's kubeconfig or repos.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp),
+        "KUBECONFIG": str(tmp / "no-kubeconfig"),
+        "HELM_CACHE_HOME": str(tmp / "cache"),
+        "HELM_CONFIG_HOME": str(tmp / "config"),
+        "HELM_DATA_HOME": str(tmp / "data"),
+    }
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise HelmError(done.stderr.strip() or done.stdout.strip())
+    return done.stdout
+
+
+def split_manifests(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return find_helm()
+
+
+@pytest.fixture(scope="session")
+def helm_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("helm")
+
+
+@pytest.fixture(scope="session")
+def helm_template(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], list[Manifest]]:
+    """`helm template --include-crds` with these values; raises HelmError when helm refuses."""
+
+    def render(values: dict[str, Any]) -> list[Manifest]:
+        text = run_helm(
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--include-crds",
+            values=values,
+            tmp=helm_tmp,
+        )
+        return split_manifests(text)
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def helm_lint(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], str]:
+    """`helm lint --strict` with these values; raises HelmError with helm's message on failure."""
+
+    def lint(values: dict[str, Any]) -> str:
+        return run_helm(
+            helm,
+            "lint",
+            "--strict",
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            values=values,
+            tmp=helm_tmp,
+        )
+
+    return lint
+
+
+@pytest.fixture(scope="session")
+def rendered(
+    helm_template: Callable[[dict[str, Any]], list[Manifest]],
+) -> Callable[[str], Rendered]:
+    """The manifests of a named combination (see COMBINATIONS), rendered once per session."""
+    cache: dict[str, Rendered] = {}
+
+    def get(name: str) -> Rendered:
+        if name not in cache:
+            cache[name] = Rendered(helm_template(COMBINATIONS[name]))
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def chart_metadata() -> Manifest:
+    loaded: Manifest = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return loaded
+
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+
+class Rendered:
+    """The manifests of one render, with the look-ups the tests share."""
+
+    def __init__(self, docs: list[Manifest]) -> None:
+        self.docs = docs
+
+    def find(self, kind: str, name: str | None = None) -> list[Manifest]:
+        return [
+            doc
+            for doc in self.docs
+            if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)
+        ]
+
+    def one(self, kind: str, name: str | None = None) -> Manifest:
+        found = self.find(kind, name)
+        assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+        return found[0]
+
+    def kinds(self) -> set[str]:
+        return {doc["kind"] for doc in self.docs}
+
+    def pod_specs(self) -> Iterator[tuple[str, Manifest]]:
+        """(Kind/name, pod spec) of every workload and bare Pod, the helm test pod included."""
+        for doc in self.docs:
+            name = f"{doc['kind']}/{doc['metadata']['name']}"
+            if doc["kind"] == "Pod":
+                yield name, doc["spec"]
+            elif doc["kind"] in WORKLOAD_KINDS:
+                yield name, doc["spec"]["template"]["spec"]
+            elif doc["kind"] == "CronJob":
+                yield name, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+    def containers(self) -> Iterator[tuple[str, Manifest, Manifest]]:
+        """(Kind/name/container, container, pod spec) of every container of every pod."""
+        for name, spec in self.pod_specs():
+            for key in ("initContainers", "containers", "ephemeralContainers"):
+                for container in spec.get(key) or []:
+                    yield f"{name}/{container['name']}", container, spec
+
+    def args(self, kind: str, name: str) -> list[str]:
+        """The first container's args of a workload."""
+        spec = self.one(kind, name)["spec"]["template"]["spec"]
+        return [str(arg) for arg in spec["containers"][0]["args"]]
