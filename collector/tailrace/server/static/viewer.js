@@ -33,7 +33,7 @@ const state = {
   statsTimer: 0,
   retry: null, // what to run again once a token is given
   workloads: [],
-  programmaticScroll: false,
+  expectedTop: -1, // where the page last scrolled itself, to tell that from the reader
 };
 
 // ---- status line ----
@@ -196,20 +196,21 @@ function prependRecords(records) {
   const fragment = document.createDocumentFragment();
   for (const record of records) if (remember(record)) fragment.append(row(record));
   el.rows.prepend(fragment);
-  el.scroller.scrollTop = el.scroller.scrollHeight - before; // keep the reader's place
+  scrollTo(el.scroller.scrollHeight - before); // keep the reader's place
   el.empty.hidden = el.rows.childElementCount > 0;
 }
 
+function scrollTo(top) {
+  el.scroller.scrollTop = top;
+  state.expectedTop = el.scroller.scrollTop;
+}
+
 function scrollToBottom() {
-  state.programmaticScroll = true;
-  el.scroller.scrollTop = el.scroller.scrollHeight;
+  scrollTo(el.scroller.scrollHeight);
 }
 
 el.scroller.addEventListener("scroll", () => {
-  if (state.programmaticScroll) {
-    state.programmaticScroll = false;
-    return;
-  }
+  if (Math.abs(el.scroller.scrollTop - state.expectedTop) < 2) return; // the page's own scroll
   // Reading back up stops the page from jumping away; reaching the bottom again restarts it.
   const atBottom = el.scroller.scrollHeight - el.scroller.scrollTop - el.scroller.clientHeight < 40;
   el.autoscroll.checked = atBottom;
@@ -409,6 +410,8 @@ function startLive(resumeAfter) {
   });
   setFollowing(true);
   saveHash(true);
+  el.autoscroll.checked = true;
+  scrollToBottom();
   status("connecting…");
   state.live.run();
   refreshStats();
