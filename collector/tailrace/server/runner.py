@@ -1,0 +1,174 @@
+"""`tailrace server`: the store, the gRPC ingest and the HTTP app in one event loop.
+
+SIGTERM and SIGINT stop both servers (live streams are ended first so uvicorn is not kept waiting
+on followers), then the store is closed. Without authentication the server refuses to listen
+anywhere but loopback unless `--insecure` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import time
+from collections.abc import Iterator
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from tailrace import settings
+from tailrace.server import app, auth, ingest, ratelimit, streaming
+from tailrace.server.storage import base, open_store
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"expected HOST:PORT, got {addr!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"port out of range in {addr!r}")
+    return host, number
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: settings.ServerSettings) -> None:
+    """Refuse a non-loopback bind without authentication unless `insecure` is set."""
+    authenticated = config.tokens_file is not None or config.kubernetes_auth
+    if authenticated:
+        return
+    for flag, addr in (("--http-addr", config.http_addr), ("--grpc-addr", config.grpc_addr)):
+        host, _ = split_addr(addr)
+        if not is_loopback(host) and not config.insecure:
+            raise ConfigError(
+                f"{flag} {addr} is not a loopback address and no authentication is configured "
+                "(--tokens-file or --kubernetes-auth); pass --insecure to serve it anyway"
+            )
+    if config.insecure:
+        log.warning(
+            "no authentication configured and --insecure given: anyone who can reach "
+            "the server can read every log"
+        )
+    else:
+        log.warning("no authentication configured: serving on loopback only")
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _retention(store: base.Store, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            deleted = await store.apply_retention(time.time_ns())
+            if deleted:
+                log.info("retention deleted %d records", deleted)
+        except base.StoreError as err:
+            log.warning("retention pass failed: %s", err)
+
+
+async def serve(config: settings.ServerSettings) -> None:
+    registry = CollectorRegistry()
+    store = open_store(config.store_url)
+    await store.open()
+    try:
+        hub = streaming.Hub(
+            ring_lines=config.ring_lines,
+            ring_bytes=config.ring_bytes,
+            queue_records=config.follower_queue_records,
+            heartbeat_s=config.heartbeat_s,
+        )
+        authorizer = auth.build(
+            config.tokens_file,
+            config.ingest_tokens_file,
+            config.kubernetes_auth,
+            config.ingest_service_accounts,
+        )
+        ctx = app.build_context(
+            store,
+            registry=registry,
+            hub=hub,
+            authorizer=authorizer,
+            limiter=ratelimit.RateLimiter(config.rate_limit_per_s, config.rate_limit_burst),
+            cursor_secret=config.cursor_secret,
+            max_request_bytes=config.max_request_bytes,
+        )
+        asgi = app.build_app(ctx, config.surfaces, with_ui=config.ui)
+        host, port = split_addr(config.http_addr)
+        http = EmbeddedServer(
+            uvicorn.Config(
+                asgi,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        grpc_server = await ingest.serve(
+            config.grpc_addr, store, hub.publish, authorizer.authorize_ingest_async, registry
+        )
+        log.info(
+            "gRPC ingest on %s (port %d), HTTP on %s",
+            config.grpc_addr,
+            grpc_server.port,
+            config.http_addr,
+        )
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            log.info("stopping")
+            hub.close_all(streaming.SHUTDOWN)
+            http.should_exit = True
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        retention = asyncio.create_task(_retention(store, config.retention_interval_s))
+        try:
+            await http.serve()
+        finally:
+            retention.cancel()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await grpc_server.stop(5.0)
+    finally:
+        await store.close()
+
+
+def run(config: settings.ServerSettings) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop, 2 for a configuration refused at start."""
+    try:
+        check_exposure(config)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    try:
+        asyncio.run(serve(config))
+    except (ConfigError, base.UnknownStoreURL, auth.TokensFileError, OSError) as err:
+        log.error("cannot start the server: %s", err)
+        return 2
+    return 0

@@ -1,0 +1,295 @@
+"""Live tail: one in-process broadcaster that fans stored records out to followers.
+
+Ingest (and the control API, for system records) calls `Hub.publish` with records already made
+durable, in id order. Each follower holds a `Subscription` with a bounded queue; a follower that
+falls behind by more than its queue is cut off with the reason "slow-consumer" rather than
+slowing ingest or the others. A ring buffer of recent records (bounded in lines and bytes; one
+shared, plus one per registered workload sized by its spec) lets a reconnecting client resume
+from its `Last-Event-ID` without a gap or a repeat, and tells it when it has fallen out.
+
+Close reasons are part of the contract with the compatibility surfaces: Feldera ends its stream
+and Hoody sends `scope-destroyed` on "workload-deleted".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Literal
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from tailrace.server import query as query_model
+from tailrace.server.storage import base
+
+log = logging.getLogger(__name__)
+
+CloseReason = Literal["slow-consumer", "workload-deleted", "shutdown"]
+SLOW_CONSUMER: Final = "slow-consumer"
+WORKLOAD_DELETED: Final = "workload-deleted"
+SHUTDOWN: Final = "shutdown"
+
+DEFAULT_RING_LINES = 50_000
+DEFAULT_RING_BYTES = 32 * 1024 * 1024
+DEFAULT_QUEUE_RECORDS = 10_000
+DEFAULT_HEARTBEAT_S = 15.0
+_RECORD_OVERHEAD = 128  # rough bytes of a record beyond its message, for ring accounting
+
+
+def record_bytes(record: base.StoredRecord) -> int:
+    return len(record.message) + _RECORD_OVERHEAD
+
+
+class Ring:
+    """The most recent records, bounded by count and by bytes, in publish (id) order.
+
+    `floor` is the highest id that may be missing: every published record with a higher id is
+    still here, so a resume after any id >= floor is served without a gap.
+    """
+
+    def __init__(self, max_lines: int, max_bytes: int, floor: int = 0) -> None:
+        self.max_lines = max(1, max_lines)
+        self.max_bytes = max(1, max_bytes)
+        self.floor = floor
+        self._records: collections.deque[base.StoredRecord] = collections.deque()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def append(self, record: base.StoredRecord) -> None:
+        self._records.append(record)
+        self._bytes += record_bytes(record)
+        while len(self._records) > self.max_lines or (
+            self._bytes > self.max_bytes and len(self._records) > 1
+        ):
+            evicted = self._records.popleft()
+            self._bytes -= record_bytes(evicted)
+            self.floor = max(self.floor, evicted.id)
+
+    def covers(self, after_id: int) -> bool:
+        return after_id >= self.floor
+
+    def after(self, after_id: int) -> list[base.StoredRecord] | None:
+        """Records with an id above `after_id`, or None when some of them were evicted."""
+        if not self.covers(after_id):
+            return None
+        return [r for r in self._records if r.id > after_id]
+
+    def last(self, count: int) -> list[base.StoredRecord]:
+        if count <= 0:
+            return []
+        return list(self._records)[-count:]
+
+
+class Subscription:
+    """One follower's queue of live records matching `filters`."""
+
+    def __init__(self, filters: base.Query, max_records: int, start_id: int) -> None:
+        self.filters = filters
+        self.max_records = max_records
+        # Records with an id at or below this were published before the subscription existed.
+        self.start_id = start_id
+        self.close_reason: CloseReason | None = None
+        self._pending: collections.deque[base.StoredRecord] = collections.deque()
+        self._wakeup = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def offer(self, record: base.StoredRecord) -> bool:
+        """Queue a record; False (and closed as a slow consumer) when the queue is full."""
+        if self.closed:
+            return False
+        if len(self._pending) >= self.max_records:
+            self._pending.clear()
+            self.close(SLOW_CONSUMER)
+            return False
+        self._pending.append(record)
+        self._wakeup.set()
+        return True
+
+    def close(self, reason: CloseReason) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._wakeup.set()
+
+    async def get(self, wait_s: float | None) -> list[base.StoredRecord]:
+        """Every queued record; [] after `wait_s` seconds with none, or when closed and drained."""
+        if not self._pending and not self.closed:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait_s)
+            except TimeoutError:
+                return []
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
+
+
+def _scope_keys(record: base.StoredRecord) -> Iterable[tuple[str, ...]]:
+    yield ()
+    yield ("ns", record.namespace)
+    yield ("pod", record.namespace, record.pod)
+    if record.workload:
+        yield ("wl", record.namespace, record.kind, record.workload)
+
+
+def _subscription_key(filters: base.Query) -> tuple[str, ...]:
+    """The narrowest index bucket that still sees every record a subscription could match."""
+    if filters.namespace is not None and filters.pod is not None:
+        return ("pod", filters.namespace, filters.pod)
+    if filters.namespace is not None and filters.kind is not None and filters.workload is not None:
+        return ("wl", filters.namespace, filters.kind, filters.workload)
+    if filters.namespace is not None:
+        return ("ns", filters.namespace)
+    return ()
+
+
+def _workload_ring_key(key: base.WorkloadKey) -> tuple[str, str, str]:
+    return (key.namespace, key.kind, key.name)
+
+
+class Hub:
+    """The broadcaster: publish once, every matching subscription receives."""
+
+    def __init__(
+        self,
+        ring_lines: int = DEFAULT_RING_LINES,
+        ring_bytes: int = DEFAULT_RING_BYTES,
+        queue_records: int = DEFAULT_QUEUE_RECORDS,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    ) -> None:
+        self.queue_records = queue_records
+        self.heartbeat_s = heartbeat_s
+        self.ring = Ring(ring_lines, ring_bytes)
+        self.last_id = 0
+        self._workload_rings: dict[tuple[str, str, str], Ring] = {}
+        self._subscriptions: dict[tuple[str, ...], set[Subscription]] = {}
+        self.slow_consumers_cut = 0
+        self._listeners: list[Callable[[Sequence[base.StoredRecord]], None]] = []
+
+    def start(self, last_stored_id: int) -> None:
+        """Records up to `last_stored_id` predate this process: only the store has them."""
+        self.last_id = max(self.last_id, last_stored_id)
+        self.ring.floor = max(self.ring.floor, last_stored_id)
+
+    @property
+    def open_subscriptions(self) -> int:
+        return sum(len(subs) for subs in self._subscriptions.values())
+
+    def add_listener(self, listener: Callable[[Sequence[base.StoredRecord]], None]) -> None:
+        """Also call `listener` with every published batch (compat surfaces with own buffers)."""
+        self._listeners.append(listener)
+
+    def configure_workload(self, key: base.WorkloadKey, lines: int, max_bytes: int) -> None:
+        """Give a workload its own ring, sized by spec.logs.ringBuffer."""
+        ring_key = _workload_ring_key(key)
+        ring = self._workload_rings.get(ring_key)
+        if ring is None:
+            self._workload_rings[ring_key] = Ring(lines, max_bytes, floor=self.last_id)
+        else:
+            ring.max_lines, ring.max_bytes = max(1, lines), max(1, max_bytes)
+
+    def workload_ring(self, key: base.WorkloadKey) -> Ring | None:
+        return self._workload_rings.get(_workload_ring_key(key))
+
+    def publish(self, records: Sequence[base.StoredRecord]) -> None:
+        """Called after records are durable; never blocks, never raises for a slow follower."""
+        for record in records:
+            self.last_id = max(self.last_id, record.id)
+            self.ring.append(record)
+            if record.workload:
+                ring = self._workload_rings.get((record.namespace, record.kind, record.workload))
+                if ring is not None:
+                    ring.append(record)
+            for key in _scope_keys(record):
+                subs = self._subscriptions.get(key)
+                if not subs:
+                    continue
+                for sub in list(subs):
+                    if query_model.matches(sub.filters, record) and not sub.offer(record):
+                        self.slow_consumers_cut += sub.close_reason == SLOW_CONSUMER
+                        self._discard(sub)
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:
+                log.exception("live-tail listener failed")
+
+    def subscribe(self, filters: base.Query, max_records: int | None = None) -> Subscription:
+        sub = Subscription(filters, max_records or self.queue_records, start_id=self.last_id)
+        self._subscriptions.setdefault(_subscription_key(filters), set()).add(sub)
+        return sub
+
+    def _discard(self, sub: Subscription) -> None:
+        key = _subscription_key(sub.filters)
+        subs = self._subscriptions.get(key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subscriptions[key]
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._discard(sub)
+
+    def replay(self, filters: base.Query, after_id: int) -> list[base.StoredRecord] | None:
+        """Matching buffered records with an id above `after_id`; None if the buffer lost some."""
+        ring = self.ring
+        if filters.namespace and filters.kind and filters.workload and filters.pod is None:
+            key = base.WorkloadKey(filters.namespace, filters.kind, filters.workload)
+            workload_ring = self.workload_ring(key)
+            if workload_ring is not None and workload_ring.covers(after_id):
+                ring = workload_ring
+        buffered = ring.after(after_id)
+        if buffered is None:
+            return None
+        return [r for r in buffered if query_model.matches(filters, r)]
+
+    def end_workload(self, key: base.WorkloadKey, reason: CloseReason = WORKLOAD_DELETED) -> int:
+        """Close every subscription scoped to the workload; returns how many."""
+        subs = self._subscriptions.pop(("wl", key.namespace, key.kind, key.name), set())
+        for sub in subs:
+            sub.close(reason)
+        self._workload_rings.pop(_workload_ring_key(key), None)
+        return len(subs)
+
+    def close_all(self, reason: CloseReason = SHUTDOWN) -> None:
+        for subs in self._subscriptions.values():
+            for sub in subs:
+                sub.close(reason)
+        self._subscriptions.clear()
+
+
+class LiveResponse(StreamingResponse):
+    """A streaming response that always watches for the client going away.
+
+    Starlette stops listening for `http.disconnect` under ASGI 2.4 and relies on a failing
+    `send`, which for a quiet follower only happens at the next heartbeat. Here the body is
+    cancelled as soon as the disconnect arrives, so the generator's `finally` releases its
+    subscription within moments.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream() -> None:
+                with contextlib.suppress(OSError):
+                    await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
+        if self.background is not None:
+            await self.background()
