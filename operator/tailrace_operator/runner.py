@@ -90,8 +90,8 @@ async def operate(
             settings=kopf_settings(operator_settings),
             clusterwide=not operator_settings.namespaces,
             namespaces=operator_settings.namespaces,
-            standalone=operator_settings.standalone,
-            peering_name=operator_settings.peering_name,
+            # Peering (leader election) is configured in kopf_settings(): passing peering_name or
+            # standalone here as well would make peering mandatory even when standalone.
             ready_flag=kopf_ready,
             stop_flag=stop_flag,
         )
