@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -9,6 +10,8 @@ from tailrace.logs_client import api, connection, failures, following, options, 
 
 
 def main(argv: list[str]) -> int:
+    # The CLI sets up INFO logging for the server roles; a client's stderr is for its own words.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         opts = options.parse(argv)
         conn = connection.resolve(opts)
