@@ -57,6 +57,8 @@ class AgentSettings:
     json_message_field: str = "msg"
     json_execution_field: str = "executionId"
     execution_id: str = ""  # from the pod label, sidecar mode
+    # SIGTERM: time to push what was read before exiting (Kubernetes' default grace is 30 s).
+    drain_timeout_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,148 @@
+"""Pushes sealed batches to the server's `tailrace.v1.Ingest/Push` and records what it acknowledged.
+
+One push is in flight at a time, oldest batches first: the server keeps a high-water mark per
+source and would drop an older batch arriving after a newer one. A failed push is retried, the same
+batches in the same order, with exponential backoff and jitter, and the agent says so in its log. A
+batch the server refuses as invalid is not retried forever: it is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from tailrace import conventions
+from tailrace.agent import checkpoints, filesource, metrics, spool
+from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger("tailrace.agent.forwarder")
+
+_PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
+
+
+class Backoff:
+    """Exponential delays with full jitter, capped; reset after a success."""
+
+    def __init__(self, initial_s: float = 0.1, maximum_s: float = 5.0) -> None:
+        self.initial_s = initial_s
+        self.maximum_s = maximum_s
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum_s, self.initial_s * (1 << min(self.attempt, 30)))
+        self.attempt += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Forwarder:
+    def __init__(
+        self,
+        target: str,
+        buffer: spool.Buffer,
+        state: checkpoints.Checkpoints,
+        agent_metrics: metrics.Metrics,
+        token: str = "",
+        push_max_bytes: int = 4 * 1024 * 1024,
+        push_timeout_s: float = 30.0,
+    ) -> None:
+        self.target = target
+        self.buffer = buffer
+        self.state = state
+        self.metrics = agent_metrics
+        self.push_max_bytes = push_max_bytes
+        self.push_timeout_s = push_timeout_s
+        self.metadata = ((conventions.AUTHORIZATION_HEADER, f"Bearer {token}"),) if token else ()
+        self.channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
+        )
+        self.stub: Any = ingest_pb2_grpc.IngestStub(self.channel)  # type: ignore[no-untyped-call]
+        self.backoff = Backoff()
+        self.stopping = threading.Event()  # stop once the buffer is empty (drain)
+        self.abort = threading.Event()  # stop now
+        self.connected = False
+        self.last_success = 0.0
+        self._thread = threading.Thread(target=self._run, name="tailrace-forwarder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self.abort.is_set():
+            items = self.buffer.peek(self.push_max_bytes, timeout=0.2)
+            if not items:
+                if self.stopping.is_set():
+                    return
+                continue
+            if self._push(items):
+                self.buffer.remove(len(items))
+
+    def _push(self, items: list[filesource.Sealed]) -> bool:
+        request = ingest_pb2.PushRequest(batches=[item.batch for item in items])
+        started = time.monotonic()
+        try:
+            response = self.stub.Push(
+                request, timeout=self.push_timeout_s, metadata=self.metadata, wait_for_ready=False
+            )
+        except grpc.RpcError as err:
+            return self._failed(err, items)
+        self.metrics.push_seconds.observe(time.monotonic() - started)
+        for ack in response.acks:
+            self.state.acked(ack.key, ack.durable_offset)
+        self.metrics.records_sent.inc(sum(item.records for item in items))
+        self.metrics.batches_sent.inc(len(items))
+        if not self.connected:
+            log.info("server reachable; pushing", extra={"server": self.target})
+        self.connected = True
+        self.last_success = time.monotonic()
+        self.backoff.reset()
+        return True
+
+    def _failed(self, err: grpc.RpcError, items: list[filesource.Sealed]) -> bool:
+        code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
+        self.metrics.send_errors.labels(code.name).inc()
+        if code in _PERMANENT:
+            details = err.details() if isinstance(err, grpc.Call) else str(err)
+            log.error(
+                "server refused a batch as invalid; skipping it",
+                extra={"server": self.target, "code": code.name, "details": details},
+            )
+            self.metrics.rejected_batches.inc(len(items))
+            for item in items:
+                self.state.acked(item.key, item.covered_offset)
+            return True
+        delay = self.backoff.next_delay()
+        if self.connected or self.backoff.attempt == 1 or self.backoff.attempt % 10 == 0:
+            log.warning(
+                "server unavailable; retrying with backoff",
+                extra={
+                    "server": self.target,
+                    "code": code.name,
+                    "attempt": self.backoff.attempt,
+                    "retry_in_s": round(delay, 3),
+                },
+            )
+        self.connected = False
+        self.abort.wait(delay)
+        return False
+
+    def close(self) -> None:
+        self.abort.set()
+        self.channel.close()

@@ -1,0 +1,210 @@
+"""The agent process: wires discovery, reading, buffering and forwarding, and runs until a signal.
+
+The main thread reads (discover, pump, housekeeping, checkpoint); one thread pushes to the server;
+one serves `/metrics`. On SIGTERM or SIGINT the agent stops reading, seals what it read, pushes the
+buffer within `drain_timeout_s`, writes its checkpoints and returns 0. A second signal cuts the
+drain short.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from tailrace.agent import (
+    checkpoints,
+    exposition,
+    filesource,
+    forwarder,
+    jsonlog,
+    metrics,
+    spool,
+    tailer,
+)
+from tailrace.settings import AgentSettings
+
+log = logging.getLogger("tailrace.agent")
+
+
+class Agent:
+    def __init__(
+        self, settings: AgentSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self.abandoned = False
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state = checkpoints.Checkpoints(settings.state_dir)
+        self._load_state()
+        self.registry = CollectorRegistry()
+        self.metrics = metrics.Metrics(self.registry)
+        self.buffer = spool.Buffer(
+            settings.memory_buffer_bytes, settings.state_dir / "spool", settings.spool_max_bytes
+        )
+        self.forwarder = forwarder.Forwarder(
+            settings.server, self.buffer, self.state, self.metrics, token=_token(settings)
+        )
+        config = filesource.Config(
+            node=settings.node,
+            workload=settings.workload,
+            line_policy=settings.line_policy,
+            partial_timeout_s=settings.partial_timeout_s,
+            batch_max_records=settings.batch_max_records,
+            batch_max_bytes=settings.batch_max_bytes,
+            json_level_field=settings.json_level_field,
+            json_execution_field=settings.json_execution_field,
+            execution_id=settings.execution_id,
+        )
+        self.tailer = tailer.Tailer(
+            settings.pods_dir,
+            config,
+            self.state,
+            self._emit,
+            self.metrics,
+            only_pod_uid=settings.only_pod_uid,
+            batch_max_wait_s=settings.batch_max_wait_s,
+        )
+        self.registry.register(metrics.TailerCollector(self._snapshot))
+        self.heartbeat = clock()
+        self.exposition: exposition.ExpositionServer | None = None
+        if settings.metrics_addr:
+            self.exposition = exposition.ExpositionServer(
+                settings.metrics_addr, self.registry, self._health
+            )
+
+    def _load_state(self) -> None:
+        try:
+            self.state.load()
+        except checkpoints.CheckpointError as err:
+            aside = self.state.path.with_name(f"{self.state.path.name}.bad-{int(time.time())}")
+            self.state.path.rename(aside)
+            log.error(
+                "unreadable checkpoint file moved aside; starting over (the server drops "
+                "what it already holds)",
+                extra={"error": str(err), "moved_to": str(aside)},
+            )
+
+    def _emit(self, sealed: filesource.Sealed) -> None:
+        """Hand a batch to the buffer; block while it is full (backpressure: reading stops)."""
+        if self.abandoned:
+            return
+        waited_since = 0.0
+        while not self.buffer.put(sealed, timeout=0.5):
+            if not waited_since:
+                waited_since = self.clock()
+                log.warning("send buffer full; reading paused until the server catches up")
+            if self.hurry.is_set():
+                # Anything later of the same source must not be acknowledged before this one:
+                # give up on all of it; it is re-read from the checkpoint on the next start.
+                self.abandoned = True
+                return
+        if waited_since:
+            self.metrics.backpressure_seconds.inc(self.clock() - waited_since)
+
+    def _snapshot(self) -> metrics.TailerStats:
+        stats = self.tailer.snapshot()
+        stats.buffer_memory_bytes = self.buffer.memory_bytes
+        stats.buffer_spool_bytes = self.buffer.spool_bytes
+        stats.checkpoint_age_s = self.clock() - self.state.saved_at if self.state.saved_at else 0.0
+        return stats
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        age = self.clock() - self.heartbeat
+        return age < 10.0, {
+            "loopAgeSeconds": round(age, 3),
+            "filesOpen": len(self.tailer.files),
+            "serverConnected": self.forwarder.connected,
+            "bufferBytes": self.buffer.memory_bytes + self.buffer.spool_bytes,
+        }
+
+    def request_stop(self) -> None:
+        if self.stop.is_set():
+            self.hurry.set()
+        self.stop.set()
+
+    def run(self) -> int:
+        settings = self.settings
+        if self.exposition is not None:
+            self.exposition.start()
+        self.forwarder.start()
+        log.info(
+            "agent started",
+            extra={
+                "podsDir": str(settings.pods_dir),
+                "server": settings.server,
+                "stateDir": str(settings.state_dir),
+                "mode": "sidecar" if settings.only_pod_uid else "node",
+                "metricsPort": self.exposition.port if self.exposition else None,
+            },
+        )
+        next_discovery = next_save = 0.0
+        idle_wait = min(0.05, settings.poll_interval_s)
+        while not self.stop.is_set():
+            now = self.clock()
+            if now >= next_discovery:
+                self.tailer.discover(now)
+                next_discovery = now + settings.poll_interval_s
+            read = self.tailer.pump(now)
+            self.tailer.housekeeping(now)
+            if now >= next_save:
+                self.state.save(now)
+                next_save = now + 1.0
+            self.heartbeat = now
+            if not read:
+                self.stop.wait(idle_wait)
+        return self._drain()
+
+    def _drain(self) -> int:
+        log.info("stopping: draining the send buffer", extra={"buffered": len(self.buffer)})
+        deadline = self.clock() + self.settings.drain_timeout_s
+        self.tailer.seal_all()
+        self.forwarder.stopping.set()
+        while not self.forwarder.join(0.1):
+            if self.hurry.is_set() or self.clock() >= deadline:
+                log.warning(
+                    "drain cut short; unsent batches are re-read on the next start",
+                    extra={"buffered": len(self.buffer)},
+                )
+                break
+        self.forwarder.close()
+        self.state.save(self.clock(), force=True)
+        self.tailer.close()
+        if self.exposition is not None:
+            self.exposition.close()
+        log.info("agent stopped")
+        return 0
+
+
+def _token(settings: AgentSettings) -> str:
+    if settings.token:
+        return settings.token
+    if settings.token_file is not None:
+        return Path(settings.token_file).read_text().strip()
+    return ""
+
+
+def run(settings: AgentSettings) -> int:
+    """Run the agent until SIGTERM/SIGINT; the CLI's entry point. Returns the exit code."""
+    if not logging.getLogger("tailrace").handlers:
+        jsonlog.configure()
+    agent = Agent(settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        agent.request_stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return agent.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

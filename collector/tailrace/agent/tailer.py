@@ -1,0 +1,479 @@
+"""Many log files at once: discovery, rotation, truncation, release, and fair reading.
+
+Files are identified by (device, inode), never by path. One `FileSource` reads each file
+incarnation; a copytruncate starts a new incarnation (generation) of the same inode.
+
+- Rename rotation (kubelet): `N.log` becomes `N.log.<ts>` and a new `N.log` appears. The open
+  descriptor keeps reading the renamed file to its end; once it is no longer the live file, at its
+  end and quiet for `retire_after_s`, its partials are flushed and it is released.
+- Copytruncate: the live file shrinks (or its first bytes change). What was not read yet is in the
+  copy beside it, found by its first bytes; the old incarnation finishes from the copy, and the
+  file starts over as a new generation.
+- `.gz`: a compressed rotated file is read only to finish a checkpointed source whose file is gone
+  (the agent was down while kubelet rotated and compressed), from the checkpoint's offset.
+- Deleted files and older restarts (`N.log` when `N+1.log` exists) are read to their end and
+  released; the container exited, so their dangling partials are flushed.
+- Fairness: each round reads at most one chunk of every file, so one busy file cannot starve the
+  others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tailrace.agent import checkpoints, filesource, layout, metrics
+
+log = logging.getLogger("tailrace.agent.tailer")
+Identity = tuple[int, int]
+
+
+@dataclass(slots=True)
+class _File:
+    source: filesource.FileSource
+    fd: int  # of the file as discovered (the source may read a copy instead)
+    current: bool  # the live file of the newest restart: more may be written to it
+    size: int = 0
+    last_data: float = 0.0
+    batch_since: float = -1.0
+    head: bytes = b""
+    draining: bool = False  # finishing from a copytruncate copy or a .gz
+
+
+class Tailer:
+    def __init__(
+        self,
+        pods_dir: Path,
+        config: filesource.Config,
+        state: checkpoints.Checkpoints,
+        emit: Callable[[filesource.Sealed], None],
+        agent_metrics: metrics.Metrics,
+        only_pod_uid: str = "",
+        batch_max_wait_s: float = 0.2,
+        retire_after_s: float = 1.0,
+    ) -> None:
+        self.pods_dir = pods_dir
+        self.config = config
+        self.state = state
+        self.emit = emit
+        self.metrics = agent_metrics
+        self.only_pod_uid = only_pod_uid
+        self.batch_max_wait_s = batch_max_wait_s
+        self.retire_after_s = retire_after_s
+        self.files: dict[str, _File] = {}
+        self.by_inode: dict[Identity, _File] = {}
+        self.done: set[Identity] = set()
+        self._recovered = False
+        self.stats = metrics.TailerStats()  # totals of released sources
+
+    # Discovery.
+
+    def discover(self, now: float) -> None:
+        found = layout.scan(self.pods_dir, self.only_pod_uid)
+        newest: dict[tuple[str, str], int] = {}
+        for lf in found:
+            slot = (lf.pod_uid, lf.container)
+            newest[slot] = max(newest.get(slot, -1), lf.restart)
+        seen: set[Identity] = set()
+        rotated: list[tuple[layout.LogFile, os.stat_result]] = []
+        compressed: list[layout.LogFile] = []
+        for lf in found:
+            if lf.compressed:
+                compressed.append(lf)
+                continue
+            try:
+                st = os.stat(lf.path)
+            except FileNotFoundError:
+                continue
+            ident = (st.st_dev, st.st_ino)
+            seen.add(ident)
+            current = lf.live and lf.restart == newest[(lf.pod_uid, lf.container)]
+            tracked = self.by_inode.get(ident)
+            if tracked is not None:
+                if tracked.source.log.path != lf.path and not current:
+                    self.metrics.rotations.labels("rename").inc()
+                tracked.source.log = lf
+                tracked.current = current and not tracked.draining
+                tracked.size = st.st_size
+                continue
+            if ident in self.done:
+                continue
+            if lf.live:
+                self._open(lf, st, now, current)
+            else:
+                rotated.append((lf, st))
+        for lf, st in rotated:
+            if not self._is_copy(lf):
+                self._open(lf, st, now, current=False)
+        for ident, tracked in self.by_inode.items():
+            if ident not in seen:
+                tracked.current = False  # deleted: read what is left through the descriptor
+        if not self._recovered:
+            self._recovered = True
+            self._recover(seen, [lf for lf, _ in rotated] + compressed)
+        for tracked in list(self.by_inode.values()):
+            if tracked.current:
+                self._check_truncation(tracked, found, now)
+        self.done &= seen
+        self.state.forget(
+            {e.key for e in self.state.entries() if e.done and (e.dev, e.inode) not in seen}
+        )
+
+    def _open(self, lf: layout.LogFile, st: os.stat_result, now: float, current: bool) -> None:
+        ident = (st.st_dev, st.st_ino)
+        try:
+            fd = os.open(lf.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != ident:  # replaced between stat and open
+            os.close(fd)
+            return
+        head = os.pread(fd, checkpoints.HEAD_BYTES, 0)
+        entry = self.state.find(*ident)
+        generation, offset, acked = 0, 0, 0
+        if entry is not None:
+            known = bytes.fromhex(entry.head)
+            same_file = head[: len(known)] == known
+            if not same_file:
+                generation = entry.generation + 1  # a reused inode
+            elif opened.st_size < entry.resume:
+                generation = entry.generation + 1  # truncated while the agent was away
+                self.metrics.rotations.labels("copytruncate").inc()
+            elif entry.done and opened.st_size == entry.resume:
+                os.close(fd)
+                self.done.add(ident)
+                return
+            else:
+                generation, offset, acked = entry.generation, entry.resume, entry.acked
+        self._start(
+            lf,
+            ident,
+            fd,
+            generation,
+            filesource.PlainReader(fd, offset),
+            offset,
+            acked,
+            current,
+            head,
+            now,
+        )
+
+    def _start(
+        self,
+        lf: layout.LogFile,
+        ident: Identity,
+        fd: int,
+        generation: int,
+        reader: filesource.Reader,
+        offset: int,
+        acked: int,
+        current: bool,
+        head: bytes,
+        now: float,
+    ) -> _File:
+        source = filesource.FileSource(
+            lf, ident[0], ident[1], generation, reader, offset, acked, self.config
+        )
+        existing = self.state.get(source.key)
+        self.state.track(
+            checkpoints.Entry(
+                source.key,
+                str(lf.path),
+                ident[0],
+                ident[1],
+                generation,
+                resume=offset,
+                acked=acked,
+                head=head.hex() if head else (existing.head if existing else ""),
+            )
+        )
+        tracked = _File(source, fd, current, last_data=now, head=head)
+        self.files[source.key] = tracked
+        self.by_inode[ident] = tracked
+        log.info(
+            "reading %s",
+            lf.path,
+            extra={"key": source.key, "offset": offset, "generation": generation},
+        )
+        return tracked
+
+    def _known_heads(self, lf: layout.LogFile) -> list[bytes]:
+        folder = str(lf.path.parent)
+        heads = [
+            bytes.fromhex(e.head)
+            for e in self.state.entries()
+            if e.head and os.path.dirname(e.path) == folder
+        ]
+        heads += [
+            f.head
+            for f in self.files.values()
+            if f.head and f.source.log.path.parent == lf.path.parent
+        ]
+        return heads
+
+    def _is_copy(self, lf: layout.LogFile) -> bool:
+        """A rotated file that starts like a file already read: a copytruncate copy."""
+        head = _head_of(lf)
+        if not head:
+            return True  # empty (or being created): nothing to read yet, decide later
+        for known in self._known_heads(lf):
+            n = min(len(known), len(head))
+            if n and known[:n] == head[:n]:
+                return True
+        return False
+
+    def _find_copy(
+        self, lf: layout.LogFile, head: bytes, offset: int, candidates: list[layout.LogFile]
+    ) -> tuple[layout.LogFile, int] | None:
+        for candidate in sorted(candidates, key=lambda c: c.path.name, reverse=True):
+            if candidate.path.parent != lf.path.parent or candidate.restart != lf.restart:
+                continue
+            if candidate.live:
+                continue
+            theirs = _head_of(candidate)
+            n = min(len(theirs), len(head))
+            if not n or theirs[:n] != head[:n]:
+                continue
+            size = _size_of(candidate)
+            if size >= offset:
+                return candidate, size
+        return None
+
+    def _recover(self, seen: set[Identity], candidates: list[layout.LogFile]) -> None:
+        """Finish checkpointed sources whose file is gone from a rotated copy or a .gz."""
+        for entry in self.state.entries():
+            if entry.done or (entry.dev, entry.inode) in seen or not entry.head:
+                continue
+            parsed = layout.from_path(Path(entry.path))
+            if parsed is None:
+                continue
+            found = self._find_copy(parsed, bytes.fromhex(entry.head), entry.resume, candidates)
+            if found is None:
+                log.warning(
+                    "checkpointed file is gone and no rotated copy holds the rest",
+                    extra={"key": entry.key, "path": entry.path},
+                )
+                continue
+            copy, _ = found
+            reader = _reader_for(copy, entry.resume)
+            tracked = self._start(
+                parsed,
+                (entry.dev, entry.inode),
+                -1,
+                entry.generation,
+                reader,
+                entry.resume,
+                entry.acked,
+                False,
+                bytes.fromhex(entry.head),
+                0.0,
+            )
+            tracked.draining = True
+            self.by_inode.pop((entry.dev, entry.inode), None)
+            self.metrics.rotations.labels("gzip" if copy.compressed else "rename").inc()
+            log.info("finishing %s from %s", entry.path, copy.path, extra={"key": entry.key})
+
+    def _check_truncation(self, tracked: _File, found: list[layout.LogFile], now: float) -> None:
+        source = tracked.source
+        try:
+            st = os.fstat(tracked.fd)
+        except OSError:
+            return
+        tracked.size = st.st_size
+        truncated = st.st_size < source.read_offset
+        if not truncated and tracked.head:
+            truncated = os.pread(tracked.fd, len(tracked.head), 0) != tracked.head[: st.st_size]
+            truncated = truncated and st.st_size >= len(tracked.head)
+        if not truncated:
+            if len(tracked.head) < checkpoints.HEAD_BYTES and st.st_size > len(tracked.head):
+                tracked.head = os.pread(tracked.fd, checkpoints.HEAD_BYTES, 0)
+                self.state.set_head(source.key, tracked.head)
+            return
+        self.metrics.rotations.labels("copytruncate").inc()
+        ident = (source.dev, source.inode)
+        fd = tracked.fd
+        del self.by_inode[ident]
+        tracked.fd = -1
+        tracked.current = False
+        tracked.draining = True  # the inode lives on as the next generation
+        copy = self._find_copy(source.log, tracked.head, source.read_offset, found)
+        if copy is not None:
+            source.reader = _reader_for(copy[0], source.read_offset)
+            log.info(
+                "file truncated; finishing it from its copy %s",
+                copy[0].path,
+                extra={"key": source.key},
+            )
+        else:
+            log.warning(
+                "file truncated and no copy found: unread bytes are lost",
+                extra={"key": source.key, "path": str(source.log.path)},
+            )
+            source.reader = _EmptyReader()
+            self._retire(tracked)
+        self._start(
+            source.log,
+            ident,
+            fd,
+            source.generation + 1,
+            filesource.PlainReader(fd, 0),
+            0,
+            0,
+            True,
+            os.pread(fd, checkpoints.HEAD_BYTES, 0),
+            now,
+        )
+
+    # Reading.
+
+    def pump(self, now: float) -> int:
+        """One round: a chunk from every file with data. Returns the bytes read."""
+        total = 0
+        for tracked in list(self.files.values()):
+            source = tracked.source
+            n = source.read(now)
+            if n:
+                total += n
+                tracked.last_data = now
+            if source.has_output:
+                if tracked.batch_since < 0:
+                    tracked.batch_since = now
+                if source.batch_full():
+                    self._seal(tracked)
+        return total
+
+    def housekeeping(self, now: float) -> None:
+        """Close aged batches, expire dangling partials, release finished files."""
+        for tracked in list(self.files.values()):
+            source = tracked.source
+            if source.at_eof:
+                source.expire(now)
+                if (not tracked.current and now - tracked.last_data >= self.retire_after_s) or (
+                    tracked.draining and source.at_eof
+                ):
+                    self._retire(tracked)
+                    continue
+            if source.has_output:
+                if tracked.batch_since < 0:
+                    tracked.batch_since = now
+                if now - tracked.batch_since >= self.batch_max_wait_s:
+                    self._seal(tracked)
+
+    def _seal(self, tracked: _File) -> None:
+        tracked.batch_since = -1.0
+        sealed = tracked.source.seal()
+        if sealed is None:
+            return
+        self.state.sealed(sealed.key, sealed.covered_offset, sealed.resume_offset)
+        self.emit(sealed)
+
+    def _retire(self, tracked: _File) -> None:
+        source = tracked.source
+        source.finish()
+        self._seal(tracked)
+        self.state.finished(source.key, source.consumed)
+        self._fold(source)
+        source.close()
+        ident = (source.dev, source.inode)
+        if not tracked.draining:
+            self.done.add(ident)
+        self.files.pop(source.key, None)
+        if self.by_inode.get(ident) is tracked:
+            del self.by_inode[ident]
+        log.info(
+            "released %s", source.log.path, extra={"key": source.key, "offset": source.consumed}
+        )
+
+    def seal_all(self) -> None:
+        """Shutdown: everything read goes out; pending partials stay for the next run."""
+        for tracked in list(self.files.values()):
+            self._seal(tracked)
+
+    def close(self) -> None:
+        for tracked in list(self.files.values()):
+            tracked.source.close()
+        self.files.clear()
+        self.by_inode.clear()
+
+    # Statistics.
+
+    def _fold(self, source: filesource.FileSource) -> None:
+        stats = self.stats
+        for outcome, count in source.merger.counts.items():
+            stats.lines[outcome] += count
+        stats.physical_lines += source.lines_read
+        stats.bytes_read += source.bytes_read
+        stats.parse_errors += source.parse_errors
+        stats.partial_flushes += source.merger.partial_flushes
+
+    def snapshot(self) -> metrics.TailerStats:
+        base = self.stats
+        stats = metrics.TailerStats(
+            dict(base.lines),
+            base.physical_lines,
+            base.bytes_read,
+            base.parse_errors,
+            base.partial_flushes,
+        )
+        files = list(self.files.values())
+        for tracked in files:
+            source = tracked.source
+            for outcome, count in source.merger.counts.items():
+                stats.lines[outcome] += count
+            stats.physical_lines += source.lines_read
+            stats.bytes_read += source.bytes_read
+            stats.parse_errors += source.parse_errors
+            stats.partial_flushes += source.merger.partial_flushes
+            stats.lag_bytes += max(0, tracked.size - source.read_offset)
+        stats.files_open = len(files)
+        return stats
+
+
+def _head_of(lf: layout.LogFile) -> bytes:
+    try:
+        reader = _reader_for(lf, 0)
+    except OSError:
+        return b""
+    try:
+        return reader.read(checkpoints.HEAD_BYTES)
+    except (OSError, EOFError):
+        return b""
+    finally:
+        reader.close()
+
+
+def _size_of(lf: layout.LogFile) -> int:
+    if not lf.compressed:
+        try:
+            return lf.path.stat().st_size
+        except OSError:
+            return -1
+    size = 0
+    try:
+        reader = _reader_for(lf, 0)
+        try:
+            while chunk := reader.read(1 << 20):
+                size += len(chunk)
+        finally:
+            reader.close()
+    except (OSError, EOFError):
+        return -1
+    return size
+
+
+def _reader_for(lf: layout.LogFile, offset: int) -> filesource.Reader:
+    if lf.compressed:
+        return filesource.GzipReader(lf.path, offset)
+    return filesource.PlainReader(os.open(lf.path, os.O_RDONLY | os.O_CLOEXEC), offset)
+
+
+class _EmptyReader:
+    def read(self, size: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
