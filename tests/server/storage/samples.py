@@ -54,6 +54,8 @@ def batch(
         namespace=first.namespace if first else "ns",
         pod=first.pod if first else "pod-1",
         container=first.container if first else "app",
+        kind=first.kind if first else "",
+        workload=first.workload if first else "",
     )
 
 
