@@ -8,9 +8,9 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
-from tailrace.server.storage import base, memory, sqlite
+from tailrace.server.storage import base, memory, postgres, sqlite
 
-__all__ = ["BACKENDS", "base", "memory", "open_store", "sqlite"]
+__all__ = ["BACKENDS", "base", "memory", "open_store", "postgres", "sqlite"]
 
 
 def _sqlite(url: urllib.parse.SplitResult) -> base.Store:
@@ -36,6 +36,8 @@ def _memory(url: urllib.parse.SplitResult) -> base.Store:
 BACKENDS: dict[str, Callable[[urllib.parse.SplitResult], base.Store]] = {
     "sqlite": _sqlite,
     "memory": _memory,
+    "postgresql": lambda url: postgres.PostgresStore(url.geturl()),
+    "postgres": lambda url: postgres.PostgresStore(url.geturl()),
 }
 
 

@@ -1,0 +1,795 @@
+"""The shared store: PostgreSQL, for several server replicas behind one Service.
+
+`postgresql://user@host:port/db?schema=tailrace&pool_max=8` (other query parameters go to libpq).
+One psycopg 3 async pool; every append is one transaction that locks the high-water mark rows of
+its sources (`SELECT ... FOR UPDATE`), so two replicas handed the same resend store it once: the
+second waits for the first to commit and then sees the mark already past it. Rows go in with
+binary COPY into a table partitioned by day; retention drops whole day partitions when every row
+in them has expired. Ids come from one sequence through `allocate_ids`; `safe_watermark` and
+`watch` let a follower on any replica read new records in id order without ever skipping one that
+commits late (see docs/decisions/0005-postgres-store.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import orjson
+import psycopg
+import psycopg_pool
+from psycopg import sql
+
+from tailrace import conventions, records
+from tailrace.server.storage import base, postgres_retention, postgres_schema, postgres_sql
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_SCHEMA: Final = "tailrace"
+DEFAULT_POOL_MAX: Final = 8
+# A live-tail watcher polls at least this often even when no notification arrives, so a dropped
+# notification (or one from an aborted transaction's neighbour) delays a record, never loses it.
+WATCH_POLL_S: Final = 1.0
+WATCH_BATCH: Final = 2_000
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def parse_url(url: str) -> tuple[str, str, int]:
+    """(libpq conninfo URL, schema, pool size) from a store URL."""
+    parts = urllib.parse.urlsplit(url)
+    params = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schema, pool_max = DEFAULT_SCHEMA, DEFAULT_POOL_MAX
+    rest: list[tuple[str, str]] = []
+    for key, value in params:
+        if key == "schema":
+            schema = value
+        elif key == "pool_max":
+            if not value.isdigit() or int(value) < 1:
+                raise base.UnknownStoreURL(f"pool_max must be a positive integer, got {value!r}")
+            pool_max = int(value)
+        else:
+            rest.append((key, value))
+    if not _SCHEMA_NAME.match(schema):
+        raise base.UnknownStoreURL(
+            f"schema must be a lower-case SQL identifier ([a-z_][a-z0-9_]*), got {schema!r}"
+        )
+    scheme = "postgresql" if parts.scheme in ("postgresql", "postgres") else parts.scheme
+    conninfo = urllib.parse.urlunsplit(
+        (scheme, parts.netloc, parts.path, urllib.parse.urlencode(rest), "")
+    )
+    return conninfo, schema, pool_max
+
+
+class PostgresStore:
+    """`base.Store` on PostgreSQL; `shared` tells the server other replicas may write too."""
+
+    shared: Final = True
+
+    def __init__(self, url: str, clock: Callable[[], int] = time.time_ns) -> None:
+        self._conninfo, self._schema, self._pool_max = parse_url(url)
+        self._clock = clock
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
+        self._partitions: set[int] = set()
+        self._trgm_schema = "public"
+        self._closing = asyncio.Event()
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel new records are announced on."""
+        return f"tailrace_{self._schema}"[:63]
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,
+            "options": f"-c search_path={self._schema},public",
+            "application_name": "tailrace-server",
+        }
+
+    async def open(self) -> None:
+        try:
+            await self._migrate()
+            pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=self._pool_max,
+                kwargs=self._connect_kwargs(),
+                open=False,
+                timeout=10.0,
+                name=f"tailrace-{self._schema}",
+            )
+            await pool.open(wait=True, timeout=10.0)
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as err:
+            raise base.StoreUnavailable(f"cannot open PostgreSQL store: {err}") from err
+        self._pool = pool
+        await self._ensure_partitions([postgres_schema.day_of(self._clock())])
+
+    async def close(self) -> None:
+        self._closing.set()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _migrate(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs())
+        async with conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", postgres_schema.MIGRATION_LOCK
+            )
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema))
+            )
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+            row = await (
+                await conn.execute(
+                    "SELECT n.nspname FROM pg_extension e "
+                    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+                )
+            ).fetchone()
+            self._trgm_schema = row[0] if row else "public"
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version int NOT NULL)"
+                ).format(sql.Identifier(self._schema))
+            )
+            row = await (
+                await conn.execute(
+                    sql.SQL("SELECT max(version) FROM {}.schema_version").format(
+                        sql.Identifier(self._schema)
+                    )
+                )
+            ).fetchone()
+            current = row[0] if row and row[0] is not None else 0
+            if current > postgres_schema.CURRENT_VERSION:
+                raise base.StoreError(
+                    f"schema {self._schema} is at version {current}, newer than this "
+                    f"server's {postgres_schema.CURRENT_VERSION}: upgrade the server"
+                )
+            steps = postgres_schema.migrations(self._schema, f'"{self._trgm_schema}".gin_trgm_ops')
+            for version in range(current + 1, postgres_schema.CURRENT_VERSION + 1):
+                for statement in steps[version]:
+                    await conn.execute(statement.encode())
+                await conn.execute(
+                    sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(
+                        sql.Identifier(self._schema)
+                    ),
+                    (version,),
+                )
+            now = str(self._clock())
+            for key, value in (
+                ("instance_id", uuid.uuid4().hex),
+                ("created_ns", now),
+                ("schema_version", str(postgres_schema.CURRENT_VERSION)),
+            ):
+                await conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
+                    ).format(sql.Identifier(self._schema)),
+                    (key, value),
+                )
+
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise base.StoreUnavailable("the PostgreSQL store is not open")
+        try:
+            async with pool.connection() as conn:
+                return await work(conn)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as err:
+            raise base.StoreUnavailable(f"PostgreSQL: {err}") from err
+        except psycopg_pool.PoolClosed as err:
+            raise base.StoreUnavailable("the PostgreSQL store is closed") from err
+
+    async def _fetch(self, query: str | bytes | sql.Composed, params: Sequence[Any] = ()) -> list[Any]:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall()
+
+        return await self._run(work)
+
+    async def _ensure_partitions(self, days: Iterable[int]) -> None:
+        """Create the day partitions rows are about to land in (before the ingest transaction:
+        creating a partition locks the parent table, which must not wait inside one)."""
+        missing = sorted(set(days) - self._partitions)
+        if not missing:
+            return
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            for day in missing:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, %s)",
+                        postgres_schema.partition_lock(self._schema),
+                    )
+                    cursor = await conn.execute(
+                        "SELECT to_regclass(%s)",
+                        (f'"{self._schema}".{postgres_schema.partition_name(day)}',),
+                    )
+                    row = await cursor.fetchone()
+                    if row is None or row[0] is None:
+                        await conn.execute(
+                            postgres_schema.create_partition_sql(self._schema, day).encode()
+                        )
+
+        await self._run(work)
+        self._partitions.update(missing)
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    async def append(self, batches: Sequence[base.IngestBatch]) -> base.AppendResult:
+        days = {postgres_schema.day_of(r.ts_ns) for b in batches for r in b.records}
+        await self._ensure_partitions(days)
+        try:
+            return await self._run(lambda conn: self._append(conn, batches))
+        except psycopg.errors.CheckViolation:
+            # A partition was dropped by another replica's retention since we cached it.
+            self._partitions.clear()
+            await self._ensure_partitions(days)
+            return await self._run(lambda conn: self._append(conn, batches))
+
+    async def append_records(self, records: Sequence[base.NewRecord]) -> list[base.StoredRecord]:
+        result = await self.append([base.IngestBatch("", list(records), [], 0)])
+        return result.stored
+
+    async def _append(
+        self, conn: psycopg.AsyncConnection[Any], batches: Sequence[base.IngestBatch]
+    ) -> base.AppendResult:
+        now = self._clock()
+        keys = sorted({b.source_key for b in batches if b.source_key})
+        async with conn.transaction():
+            marks = await _lock_marks(conn, keys)
+            before = dict(marks)
+            attribution = _Attribution(conn)
+            kept: list[base.NewRecord] = []
+            drops: list[tuple[Any, ...]] = []
+            duplicates = filtered = 0
+            for batch in batches:
+                keyed = bool(batch.source_key)
+                mark = marks.get(batch.source_key, 0) if keyed else -1
+                for index, record in enumerate(batch.records):
+                    if keyed and batch.end_offsets[index] <= mark:
+                        duplicates += 1
+                        continue
+                    rank = await attribution.resolve(record)
+                    if rank is None or conventions.LEVEL_RANK.get(record.level, 2) < rank:
+                        filtered += 1
+                        continue
+                    kept.append(record)
+                if not keyed:
+                    continue
+                new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
+                if batch.dropped_lines and new_mark > mark:
+                    drops.append(await _drop_row(attribution, batch))
+                marks[batch.source_key] = new_mark
+            stored: list[base.StoredRecord] = []
+            if kept:
+                cursor = await conn.execute("SELECT allocate_ids(%s)", (len(kept),))
+                row = await cursor.fetchone()
+                assert row is not None
+                first_id = int(row[0])
+                stored = [base.stamp(record, first_id + i, now) for i, record in enumerate(kept)]
+                async with conn.cursor().copy(
+                    f"COPY records ({', '.join(postgres_sql.COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(list(postgres_sql.COPY_TYPES))
+                    for record in stored:
+                        await copy.write_row(postgres_sql.copy_row(record))
+            if drops:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO drops VALUES (%s, %s, %s, %s, %s, %s, %s)", drops
+                    )
+            changed = [(key, mark, now) for key, mark in marks.items() if mark != before.get(key)]
+            if changed:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "UPDATE sources SET durable_offset = %s, updated_ns = %s WHERE key = %s",
+                        [(mark, ts, key) for key, mark, ts in changed],
+                    )
+            if stored:
+                await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+        return base.AppendResult(stored, duplicates, {k: marks[k] for k in keys}, filtered)
+
+    async def durable_offsets(self, keys: Sequence[str]) -> dict[str, int]:
+        rows = await self._fetch(
+            "SELECT key, durable_offset FROM sources WHERE key = ANY(%s) AND durable_offset > 0",
+            (list(keys),),
+        )
+        return {key: int(mark) for key, mark in rows}
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def query(self, query: base.Query) -> list[base.StoredRecord]:
+        base.check_query(query)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> list[base.StoredRecord]:
+            watermark = None
+            if query.after_id is not None:
+                watermark = await _watermark(conn)
+            statement, params = postgres_sql.select(query, watermark)
+            cursor = await conn.execute(statement.encode(), params)
+            return [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+
+        return await self._run(work)
+
+    async def count(self, query: base.Query) -> int:
+        base.check_query(query)
+        terms, params = postgres_sql.filters(query)
+        rows = await self._fetch(
+            f"SELECT count(*) FROM records {postgres_sql.where(terms)}".encode(), params
+        )
+        return int(rows[0][0])
+
+    async def stats(self, query: base.Query) -> base.Stats:
+        base.check_query(query)
+        terms, params = postgres_sql.filters(query)
+        statement = (
+            "SELECT level, container, execution_id, namespace, kind, workload, pod, count(*), "
+            f"count(*) FILTER (WHERE flags & {records.FLAG_TRUNCATED} <> 0), "
+            f"count(*) FILTER (WHERE flags & {records.FLAG_SPLIT} <> 0), "
+            f"sum(size), max(ts_ns) FROM records {postgres_sql.where(terms)} "
+            "GROUP BY level, container, execution_id, namespace, kind, workload, pod"
+        )
+        drop_terms, drop_params = _drops_filters(query)
+        drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops {postgres_sql.where(drop_terms)}"
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> base.Stats:
+            groups = await (await conn.execute(statement.encode(), params)).fetchall()
+            dropped = await (await conn.execute(drops_sql.encode(), drop_params)).fetchone()
+            return _stats(groups, int(dropped[0]) if dropped else 0)
+
+        return await self._run(work)
+
+    async def last_id(self) -> int:
+        """The highest id below which no record can still appear (see `safe_watermark`)."""
+        return await self._run(_watermark)
+
+    async def watch(self, after_id: int) -> AsyncIterator[list[base.StoredRecord]]:
+        """Records with id above `after_id`, in id order, as replicas commit them; forever.
+
+        A record is yielded only once every id below it is committed or abandoned, so a follower
+        that resumes from the last id it delivered never skips one. LISTEN/NOTIFY only wakes the
+        loop early; the poll by id is what is delivered, so lost notifications lose nothing.
+        """
+        last = after_id
+        listener: psycopg.AsyncConnection[Any] | None = None
+        backoff = 0.1
+        try:
+            while not self._closing.is_set():
+                try:
+                    if listener is None:
+                        listener = await psycopg.AsyncConnection.connect(
+                            self._conninfo, **self._connect_kwargs()
+                        )
+                        await listener.execute(
+                            sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+                        )
+                    while True:
+                        found, last = await self._run(functools.partial(_read_feed, last=last))
+                        if found:
+                            yield found
+                        if len(found) < WATCH_BATCH:
+                            break
+                    async for _ in listener.notifies(timeout=WATCH_POLL_S, stop_after=1):
+                        pass
+                    backoff = 0.1
+                except (psycopg.OperationalError, base.StoreUnavailable) as err:
+                    log.warning("live-tail watch lost PostgreSQL, retrying: %s", err)
+                    if listener is not None:
+                        await listener.close()
+                        listener = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    # -- deleting -------------------------------------------------------------------------------
+
+    async def delete(self, query: base.Query) -> int:
+        base.check_query(query)
+        terms, params = postgres_sql.filters(query)
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            cursor = await conn.execute(
+                f"DELETE FROM records {postgres_sql.where(terms)}".encode(), params
+            )
+            return cursor.rowcount
+
+        return await self._run(work)
+
+    # -- registry -------------------------------------------------------------------------------
+
+    async def put_workload(self, workload: base.Workload) -> None:
+        key = workload.key
+        await self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO workloads VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (namespace, kind, name) DO UPDATE SET uid = excluded.uid, "
+                "spec = excluded.spec, generation = excluded.generation, "
+                "created_ns = excluded.created_ns, deleted = excluded.deleted",
+                (
+                    key.namespace,
+                    key.kind,
+                    key.name,
+                    workload.uid,
+                    orjson.dumps(workload.spec).decode(),
+                    workload.generation,
+                    workload.created_ns,
+                    workload.deleted,
+                ),
+            )
+        )
+
+    async def get_workload(self, key: base.WorkloadKey) -> base.Workload | None:
+        rows = await self._fetch(
+            f"SELECT {_WORKLOAD_COLUMNS} FROM workloads "
+            "WHERE namespace = %s AND kind = %s AND name = %s",
+            (key.namespace, key.kind, key.name),
+        )
+        return _workload(rows[0]) if rows else None
+
+    async def find_workload(self, namespace: str | None, ident: str) -> base.Workload | None:
+        rows = await self._fetch(
+            f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE uid = %s AND NOT deleted LIMIT 1",
+            (ident,),
+        )
+        if rows:
+            return _workload(rows[0])
+        if namespace is None:
+            rows = await self._fetch(
+                f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE name = %s AND NOT deleted "
+                "LIMIT 2",
+                (ident,),
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT {_WORKLOAD_COLUMNS} FROM workloads "
+                "WHERE name = %s AND namespace = %s AND NOT deleted LIMIT 2",
+                (ident, namespace),
+            )
+        return _workload(rows[0]) if len(rows) == 1 else None
+
+    async def list_workloads(self, namespace: str | None = None) -> list[base.Workload]:
+        if namespace is None:
+            rows = await self._fetch(f"SELECT {_WORKLOAD_COLUMNS} FROM workloads {_WORKLOAD_ORDER}")
+        else:
+            rows = await self._fetch(
+                f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE namespace = %s {_WORKLOAD_ORDER}",
+                (namespace,),
+            )
+        return [_workload(row) for row in rows]
+
+    async def delete_workload(self, key: base.WorkloadKey) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                "DELETE FROM workloads WHERE namespace = %s AND kind = %s AND name = %s",
+                (key.namespace, key.kind, key.name),
+            )
+        )
+
+    async def put_pod(self, pod: base.Pod) -> None:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO pods VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (namespace, name) DO UPDATE SET uid = excluded.uid, "
+                    "labels = excluded.labels, workload_kind = excluded.workload_kind, "
+                    "workload_name = excluded.workload_name, phase = excluded.phase, "
+                    "obj = excluded.obj",
+                    (
+                        pod.namespace,
+                        pod.name,
+                        pod.uid,
+                        orjson.dumps(pod.labels).decode(),
+                        pod.workload.kind if pod.workload else None,
+                        pod.workload.name if pod.workload else None,
+                        pod.phase,
+                        orjson.dumps(pod.obj).decode(),
+                    ),
+                )
+                if pod.workload is not None:
+                    await _assign(conn, pod.namespace, pod.name, pod.workload, pod.uid)
+
+        await self._run(work)
+
+    async def assign_pod_workload(
+        self, namespace: str, pod: str, workload: base.WorkloadKey, pod_uid: str = ""
+    ) -> int:
+        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                return await _assign(conn, namespace, pod, workload, pod_uid)
+
+        return await self._run(work)
+
+    async def get_pod(self, namespace: str, name: str) -> base.Pod | None:
+        rows = await self._fetch(
+            f"SELECT {_POD_COLUMNS} FROM pods WHERE namespace = %s AND name = %s",
+            (namespace, name),
+        )
+        return _pod(rows[0]) if rows else None
+
+    async def list_pods(self, workload: base.WorkloadKey | None = None) -> list[base.Pod]:
+        if workload is None:
+            rows = await self._fetch(f"SELECT {_POD_COLUMNS} FROM pods {_POD_ORDER}")
+        else:
+            rows = await self._fetch(
+                f"SELECT {_POD_COLUMNS} FROM pods WHERE namespace = %s AND workload_kind = %s "
+                f"AND workload_name = %s {_POD_ORDER}",
+                (workload.namespace, workload.kind, workload.name),
+            )
+        return [_pod(row) for row in rows]
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        await self._run(
+            lambda conn: conn.execute(
+                "DELETE FROM pods WHERE namespace = %s AND name = %s", (namespace, name)
+            )
+        )
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def apply_retention(self, now_ns: int) -> int:
+        workloads = await self.list_workloads()
+        deleted = await self._run(
+            lambda conn: postgres_retention.apply(conn, self._schema, workloads, now_ns)
+        )
+        self._partitions.clear()  # some may be gone; the next append re-checks
+        await self._ensure_partitions([postgres_schema.day_of(now_ns)])
+        return deleted
+
+    async def meta(self) -> Mapping[str, str]:
+        rows = await self._fetch("SELECT key, value FROM meta")
+        return {**dict(rows), "backend": "postgresql", "schema": self._schema}
+
+
+# -- transaction pieces ---------------------------------------------------------------------------
+
+
+async def _watermark(conn: psycopg.AsyncConnection[Any]) -> int:
+    cursor = await conn.execute("SELECT safe_watermark()")
+    row = await cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def _read_feed(
+    conn: psycopg.AsyncConnection[Any], last: int
+) -> tuple[list[base.StoredRecord], int]:
+    """Records in (last, watermark], at most WATCH_BATCH, and the id read up to."""
+    watermark = await _watermark(conn)
+    if watermark <= last:
+        return [], last
+    # A new statement, hence a new snapshot: every block below the watermark is visible now.
+    cursor = await conn.execute(
+        f"SELECT {postgres_sql.SELECT_COLUMNS} FROM records WHERE id > %s AND id <= %s "
+        "ORDER BY id LIMIT %s",
+        (last, watermark, WATCH_BATCH),
+    )
+    found = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+    if len(found) == WATCH_BATCH:
+        return found, found[-1].id
+    return found, watermark
+
+
+async def _lock_marks(conn: psycopg.AsyncConnection[Any], keys: list[str]) -> dict[str, int]:
+    """Lock the high-water mark rows of `keys` (in key order, so appends never deadlock)."""
+    if not keys:
+        return {}
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO sources (key, durable_offset, updated_ns) "
+            "SELECT k, 0, 0 FROM unnest(%s::text[]) AS k ORDER BY k ON CONFLICT (key) DO NOTHING",
+            (keys,),
+        )
+        await cur.execute(
+            "SELECT key, durable_offset FROM sources WHERE key = ANY(%s) ORDER BY key FOR UPDATE",
+            (keys,),
+        )
+        return {key: int(mark) for key, mark in await cur.fetchall()}
+
+
+class _Attribution:
+    """Resolves each record's workload (and what its spec admits) once per pod per append."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self._pods: dict[tuple[str, str, str], tuple[str, str] | None] = {}
+        self._workloads: dict[tuple[str, str, str], tuple[str, int | None] | None] = {}
+
+    async def resolve(self, record: base.NewRecord) -> int | None:
+        """Fill the record's workload fields; the lowest level rank it admits (None: nothing)."""
+        if not record.kind:
+            owner = await self._owner(record.namespace, record.pod, record.pod_uid)
+            if owner is None:
+                return 0
+            record.kind, record.workload = owner
+        found = await self._workload((record.namespace, record.kind, record.workload))
+        if found is None:
+            return 0
+        uid, rank = found
+        if not record.workload_uid:
+            record.workload_uid = uid
+        return rank
+
+    async def _owner(self, namespace: str, pod: str, pod_uid: str) -> tuple[str, str] | None:
+        key = (namespace, pod, pod_uid)
+        if key not in self._pods:
+            cursor = await self._conn.execute(
+                "SELECT uid, workload_kind, workload_name FROM pods "
+                "WHERE namespace = %s AND name = %s",
+                (namespace, pod),
+            )
+            row = await cursor.fetchone()
+            owner = None
+            if row and row[1] and (not row[0] or not pod_uid or row[0] == pod_uid):
+                owner = (row[1], row[2])
+            self._pods[key] = owner
+        return self._pods[key]
+
+    async def _workload(self, key: tuple[str, str, str]) -> tuple[str, int | None] | None:
+        if key not in self._workloads:
+            cursor = await self._conn.execute(
+                "SELECT uid, spec FROM workloads WHERE namespace = %s AND kind = %s AND name = %s",
+                key,
+            )
+            row = await cursor.fetchone()
+            self._workloads[key] = (
+                (row[0], base.admitted_rank(orjson.loads(row[1]))) if row else None
+            )
+        return self._workloads[key]
+
+
+async def _drop_row(attribution: _Attribution, batch: base.IngestBatch) -> tuple[Any, ...]:
+    probe = base.NewRecord(
+        ts_ns=0,
+        namespace=batch.namespace,
+        pod=batch.pod,
+        container=batch.container,
+        stream="stdout",
+        level="INFO",
+        message="",
+        kind=batch.kind,
+        workload=batch.workload,
+        pod_uid=batch.pod_uid,
+    )
+    await attribution.resolve(probe)
+    return (
+        probe.namespace,
+        probe.kind,
+        probe.workload,
+        probe.pod,
+        probe.pod_uid,
+        probe.container,
+        batch.dropped_lines,
+    )
+
+
+async def _assign(
+    conn: psycopg.AsyncConnection[Any],
+    namespace: str,
+    pod: str,
+    workload: base.WorkloadKey,
+    pod_uid: str,
+) -> int:
+    cursor = await conn.execute(
+        "SELECT uid FROM workloads WHERE namespace = %s AND kind = %s AND name = %s",
+        (workload.namespace, workload.kind, workload.name),
+    )
+    row = await cursor.fetchone()
+    uid = row[0] if row else ""
+    same_pod = "AND (pod_uid = %s OR pod_uid = '')" if pod_uid else ""
+    extra = [pod_uid] if pod_uid else []
+    cursor = await conn.execute(
+        "UPDATE records SET kind = %s, workload = %s, workload_uid = %s "
+        f"WHERE namespace = %s AND pod = %s AND kind = '' {same_pod}".encode(),
+        [workload.kind, workload.name, uid, namespace, pod, *extra],
+    )
+    updated = cursor.rowcount
+    await conn.execute(
+        "UPDATE drops SET kind = %s, workload = %s "
+        f"WHERE namespace = %s AND pod = %s AND kind = '' {same_pod}".encode(),
+        [workload.kind, workload.name, namespace, pod, *extra],
+    )
+    return updated
+
+
+def _drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
+    terms: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("namespace", query.namespace),
+        ("kind", query.kind),
+        ("workload", query.workload),
+        ("pod", query.pod),
+    ):
+        if value is not None:
+            terms.append(f"{column} = %s")
+            params.append(value)
+    if query.containers:
+        terms.append("container = ANY(%s)")
+        params.append(list(query.containers))
+    return terms, params
+
+
+def _stats(groups: Iterable[tuple[Any, ...]], dropped: int) -> base.Stats:
+    by: dict[str, dict[str, int]] = {
+        name: {} for name in ("level", "container", "execution", "namespace", "workload", "pod")
+    }
+    total = truncated = split = size = 0
+    last: int | None = None
+    for level, container, execution, namespace, kind, workload, pod, n, t, s, b, ts in groups:
+        total += n
+        truncated += t
+        split += s
+        size += int(b)
+        last = ts if last is None else max(last, ts)
+        for name, key in (
+            ("level", level),
+            ("container", container),
+            ("execution", execution),
+            ("namespace", namespace),
+            ("workload", f"{kind}/{workload}" if kind else ""),
+            ("pod", pod),
+        ):
+            if key:
+                by[name][key] = by[name].get(key, 0) + n
+    return base.Stats(
+        total=total,
+        by_level=by["level"],
+        by_container=by["container"],
+        by_execution=by["execution"],
+        by_namespace=by["namespace"],
+        by_workload=by["workload"],
+        truncated_lines=truncated,
+        split_lines=split,
+        dropped_lines=dropped,
+        last_ts_ns=last,
+        bytes=size,
+        by_pod=by["pod"],
+    )
+
+
+_WORKLOAD_COLUMNS: Final = "namespace, kind, name, uid, spec, generation, created_ns, deleted"
+_POD_COLUMNS: Final = "namespace, name, uid, labels, workload_kind, workload_name, phase, obj"
+# Byte order, as SQLite sorts, whatever the database's collation.
+_WORKLOAD_ORDER: Final = 'ORDER BY namespace COLLATE "C", kind COLLATE "C", name COLLATE "C"'
+_POD_ORDER: Final = 'ORDER BY namespace COLLATE "C", name COLLATE "C"'
+
+
+def _workload(row: tuple[Any, ...]) -> base.Workload:
+    namespace, kind, name, uid, spec, generation, created_ns, deleted = row
+    return base.Workload(
+        key=base.WorkloadKey(namespace, kind, name),
+        uid=uid,
+        spec=orjson.loads(spec),
+        generation=generation,
+        created_ns=created_ns,
+        deleted=bool(deleted),
+    )
+
+
+def _pod(row: tuple[Any, ...]) -> base.Pod:
+    namespace, name, uid, labels, kind, workload, phase, obj = row
+    return base.Pod(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        labels=orjson.loads(labels),
+        workload=base.WorkloadKey(namespace, kind, workload) if kind else None,
+        phase=phase,
+        obj=orjson.loads(obj),
+    )

@@ -1,0 +1,211 @@
+"""The PostgreSQL store's schema: migrations, day partitions and the id/feed functions.
+
+Everything lives in one PostgreSQL schema (`?schema=` in the store URL, default `tailrace`), so
+several stores can share a database (tests do). Migrations are numbered steps applied under a
+database-wide advisory lock, so replicas starting together migrate once; `schema_version` holds the
+step reached.
+
+Records are declaratively partitioned by day on `ts_ns` (`records_d<day>` where day is
+`ts_ns // DAY_NS`, negative days spelled `m<n>`), created on demand before an ingest transaction
+and dropped whole by retention. Ids come from `record_ids` through `allocate_ids`, which also makes
+the allocation visible to followers until the transaction ends (see `safe_watermark` and
+docs/decisions/0005-postgres-store.md).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+DAY_NS: Final = 86_400 * 1_000_000_000
+
+# Advisory lock keys. Keys are per database, not per schema, so each schema gets its own tag;
+# migrations take a fixed database-wide key because `CREATE EXTENSION` is database-wide too.
+MIGRATION_LOCK: Final = (0x7461_696C, 0x6D69_6772)  # "tail", "migr"
+_ALLOC_SUBKEY: Final = 0
+_PARTITION_SUBKEY: Final = 1
+
+
+def schema_tag(schema: str) -> int:
+    """A positive int4 naming the schema in advisory lock keys (same value as int4 and as oid)."""
+    return (zlib.crc32(schema.encode()) & 0x7FFF_FFFF) or 1
+
+
+def partition_lock(schema: str) -> tuple[int, int]:
+    return (schema_tag(schema), _PARTITION_SUBKEY)
+
+
+def day_of(ts_ns: int) -> int:
+    return ts_ns // DAY_NS
+
+
+def partition_name(day: int) -> str:
+    return f"records_d{day}" if day >= 0 else f"records_dm{-day}"
+
+
+def day_of_partition(name: str) -> int | None:
+    if not name.startswith("records_d"):
+        return None
+    rest = name[len("records_d") :]
+    negative = rest.startswith("m")
+    digits = rest[1:] if negative else rest
+    if not digits.isdigit():
+        return None
+    return -int(digits) if negative else int(digits)
+
+
+def create_partition_sql(schema: str, day: int) -> str:
+    low, high = day * DAY_NS, (day + 1) * DAY_NS
+    return (
+        f'CREATE TABLE IF NOT EXISTS "{schema}".{partition_name(day)} '
+        f'PARTITION OF "{schema}".records FOR VALUES FROM ({low}) TO ({high})'
+    )
+
+
+def _functions(schema: str) -> list[str]:
+    tag = schema_tag(schema)
+    # `allocate_ids(n)` hands out a contiguous block of ids and, while still holding the allocation
+    # lock, takes a transaction-level advisory lock whose key carries the block's first id (low 32
+    # bits under this schema's tag). pg_locks shows that lock to every session at once, and
+    # PostgreSQL releases it only after the transaction's commit is visible, so
+    # `safe_watermark()` can tell which ids may still appear: none at or above the lowest
+    # in-flight block. Both functions serialize on the same session-level lock, so no allocation
+    # is half-visible (sequence advanced, lock not yet taken) to a watermark reader.
+    return [
+        f"""
+CREATE OR REPLACE FUNCTION "{schema}".allocate_ids(n bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  first_id bigint;
+BEGIN
+  PERFORM pg_advisory_lock({tag}, {_ALLOC_SUBKEY});
+  BEGIN
+    first_id := nextval('"{schema}".record_ids');
+    IF n > 1 THEN
+      PERFORM setval('"{schema}".record_ids', first_id + n - 1);
+    END IF;
+    PERFORM pg_advisory_xact_lock(({tag}::bigint << 32) | (first_id & 4294967295));
+  EXCEPTION WHEN OTHERS THEN
+    PERFORM pg_advisory_unlock({tag}, {_ALLOC_SUBKEY});
+    RAISE;
+  END;
+  PERFORM pg_advisory_unlock({tag}, {_ALLOC_SUBKEY});
+  RETURN first_id;
+END $$
+""",
+        f"""
+CREATE OR REPLACE FUNCTION "{schema}".safe_watermark() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  last_id bigint;
+  called boolean;
+  lowest bigint;
+BEGIN
+  PERFORM pg_advisory_lock({tag}, {_ALLOC_SUBKEY});
+  BEGIN
+    SELECT last_value, is_called INTO last_id, called FROM "{schema}".record_ids;
+    IF NOT called THEN
+      last_id := last_id - 1;
+    END IF;
+    -- The low 32 bits of an in-flight block's first id, back to a full id: in-flight blocks are
+    -- within 2^32 ids of the sequence's current value.
+    SELECT min(last_id - ((last_id - objid::bigint) % 4294967296 + 4294967296) % 4294967296)
+      INTO lowest
+      FROM pg_locks
+     WHERE locktype = 'advisory' AND objsubid = 1 AND classid = {tag}::oid
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+  EXCEPTION WHEN OTHERS THEN
+    PERFORM pg_advisory_unlock({tag}, {_ALLOC_SUBKEY});
+    RAISE;
+  END;
+  PERFORM pg_advisory_unlock({tag}, {_ALLOC_SUBKEY});
+  RETURN coalesce(lowest - 1, last_id);
+END $$
+""",
+    ]
+
+
+def _version_1(schema: str, trgm_ops: str) -> list[str]:
+    s = f'"{schema}"'
+    return [
+        f"CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
+        # CACHE 1 (the default) matters: cached sequence values would break id order per block.
+        f"CREATE SEQUENCE {s}.record_ids AS bigint CACHE 1",
+        f"""CREATE TABLE {s}.records (
+  id bigint NOT NULL,
+  ts_ns bigint NOT NULL,
+  received_ns bigint NOT NULL,
+  namespace text NOT NULL,
+  kind text NOT NULL,
+  workload text NOT NULL,
+  workload_uid text NOT NULL,
+  pod text NOT NULL,
+  pod_uid text NOT NULL,
+  container text NOT NULL,
+  container_id text NOT NULL,
+  restart integer NOT NULL,
+  stream text NOT NULL,
+  level text NOT NULL,
+  level_rank smallint NOT NULL,
+  message text NOT NULL,
+  search text NOT NULL,
+  execution_id text NOT NULL,
+  attrs text NOT NULL,
+  source text NOT NULL,
+  flags integer NOT NULL,
+  size integer NOT NULL
+) PARTITION BY RANGE (ts_ns)""",
+        f"CREATE INDEX records_ts ON {s}.records (ts_ns, id)",
+        f"CREATE INDEX records_id ON {s}.records (id)",
+        f"CREATE INDEX records_pod ON {s}.records (namespace, pod, ts_ns, id)",
+        f"CREATE INDEX records_workload ON {s}.records (namespace, kind, workload, ts_ns, id)",
+        f"CREATE INDEX records_search ON {s}.records USING gin (search {trgm_ops})",
+        f"""CREATE TABLE {s}.sources (
+  key text PRIMARY KEY,
+  durable_offset bigint NOT NULL,
+  updated_ns bigint NOT NULL
+)""",
+        # Lines the agent's line-limit policy dropped, one row per batch that dropped some.
+        f"""CREATE TABLE {s}.drops (
+  namespace text NOT NULL,
+  kind text NOT NULL,
+  workload text NOT NULL,
+  pod text NOT NULL,
+  pod_uid text NOT NULL,
+  container text NOT NULL,
+  lines bigint NOT NULL
+)""",
+        f"CREATE INDEX drops_by_pod ON {s}.drops (namespace, pod)",
+        f"""CREATE TABLE {s}.workloads (
+  namespace text NOT NULL,
+  kind text NOT NULL,
+  name text NOT NULL,
+  uid text NOT NULL,
+  spec text NOT NULL,
+  generation bigint NOT NULL,
+  created_ns bigint NOT NULL,
+  deleted boolean NOT NULL,
+  PRIMARY KEY (namespace, kind, name)
+)""",
+        f"CREATE INDEX workloads_uid ON {s}.workloads (uid)",
+        f"""CREATE TABLE {s}.pods (
+  namespace text NOT NULL,
+  name text NOT NULL,
+  uid text NOT NULL,
+  labels text NOT NULL,
+  workload_kind text,
+  workload_name text,
+  phase text NOT NULL,
+  obj text NOT NULL,
+  PRIMARY KEY (namespace, name)
+)""",
+        *_functions(schema),
+    ]
+
+
+CURRENT_VERSION: Final = 1
+
+
+def migrations(schema: str, trgm_ops: str) -> dict[int, list[str]]:
+    """Statements that bring the schema from version n-1 to n, by n."""
+    return {1: _version_1(schema, trgm_ops)}

@@ -1,0 +1,244 @@
+"""From a `Query` to SQL over the PostgreSQL records table, and from rows back to records.
+
+Kept apart from the store so the filter semantics (the same as SQLite's for every `Query` field)
+read in one place. Full-text search matches `base.text_tokens` exactly: each record carries its
+message's tokens as `search` (' tok tok ... ', computed in Python at ingest), and `Query.text`
+becomes `search LIKE '% a b %'`, which pg_trgm's GIN index answers without a scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+from tailrace import conventions
+from tailrace.server.storage import base
+
+COLUMNS: Final = (
+    "id",
+    "ts_ns",
+    "received_ns",
+    "namespace",
+    "kind",
+    "workload",
+    "workload_uid",
+    "pod",
+    "pod_uid",
+    "container",
+    "container_id",
+    "restart",
+    "stream",
+    "level",
+    "level_rank",
+    "message",
+    "search",
+    "execution_id",
+    "attrs",
+    "source",
+    "flags",
+    "size",
+)
+COPY_TYPES: Final = (
+    "int8",
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int4",
+    "text",
+    "text",
+    "int2",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int4",
+    "int4",
+)
+# What a read returns: every column but the derived ones (level_rank, search, size).
+SELECT_COLUMNS: Final = (
+    "id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, pod_uid, container, "
+    "container_id, restart, stream, level, message, execution_id, attrs, source, flags"
+)
+
+Params = list[Any]
+
+
+def search_text(message: str) -> str:
+    """The `search` column: the message's tokens between single spaces, padded with spaces."""
+    tokens = base.text_tokens(message)
+    return f" {' '.join(tokens)} " if tokens else " "
+
+
+def level_rank(level: str) -> int:
+    return conventions.LEVEL_RANK.get(level, conventions.LEVEL_RANK["INFO"])
+
+
+def copy_row(record: base.StoredRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.ts_ns,
+        record.received_ns,
+        record.namespace,
+        record.kind,
+        record.workload,
+        record.workload_uid,
+        record.pod,
+        record.pod_uid,
+        record.container,
+        record.container_id,
+        record.restart,
+        record.stream,
+        # Stored levels are the known names; anything else reads back as INFO (as in SQLite).
+        record.level if record.level in conventions.LEVEL_RANK else "INFO",
+        level_rank(record.level),
+        record.message,
+        search_text(record.message),
+        record.execution_id,
+        orjson.dumps(record.attrs).decode() if record.attrs else "{}",
+        record.source,
+        record.flags,
+        record.size,
+    )
+
+
+def from_row(row: tuple[Any, ...]) -> base.StoredRecord:
+    (
+        record_id,
+        ts_ns,
+        received_ns,
+        namespace,
+        kind,
+        workload,
+        workload_uid,
+        pod,
+        pod_uid,
+        container,
+        container_id,
+        restart,
+        stream,
+        level,
+        message,
+        execution_id,
+        attrs,
+        source,
+        flags,
+    ) = row
+    return base.StoredRecord(
+        ts_ns=ts_ns,
+        namespace=namespace,
+        pod=pod,
+        container=container,
+        stream=stream,
+        level=level,
+        message=message,
+        kind=kind,
+        workload=workload,
+        workload_uid=workload_uid,
+        pod_uid=pod_uid,
+        container_id=container_id,
+        restart=restart,
+        execution_id=execution_id,
+        attrs=orjson.loads(attrs) if attrs != "{}" else {},
+        source=source,
+        flags=flags,
+        id=record_id,
+        received_ns=received_ns,
+    )
+
+
+def filters(query: base.Query) -> tuple[list[str], Params]:
+    """WHERE terms (joined with AND) and their parameters for the query's filters, no paging."""
+    terms: list[str] = []
+    params: Params = []
+
+    def equal(column: str, value: object) -> None:
+        terms.append(f"{column} = %s")
+        params.append(value)
+
+    def any_of(column: str, values: tuple[str, ...]) -> None:
+        terms.append(f"{column} = ANY(%s)")
+        params.append(list(values))
+
+    if query.namespace is not None:
+        equal("namespace", query.namespace)
+    if query.kind is not None:
+        equal("kind", query.kind)
+    if query.workload is not None:
+        equal("workload", query.workload)
+    if query.pod is not None:
+        equal("pod", query.pod)
+    if query.containers:
+        any_of("container", query.containers)
+    if query.streams:
+        any_of("stream", query.streams)
+    if query.levels:
+        any_of("level", query.levels)
+    if query.min_level is not None:
+        terms.append("level_rank >= %s")
+        params.append(base.level_rank(query.min_level))
+    if query.text is not None:
+        tokens = base.text_tokens(query.text)
+        if tokens:
+            # Tokens hold letters and digits only, so they need no LIKE escaping.
+            terms.append("search LIKE %s")
+            params.append(f"% {' '.join(tokens)} %")
+        else:
+            terms.append("false")
+    if query.execution_id is not None:
+        equal("execution_id", query.execution_id)
+    if query.restart is not None:
+        equal("restart", query.restart)
+    if query.sources:
+        any_of("source", query.sources)
+    if query.since_ns is not None:
+        terms.append("ts_ns >= %s")
+        params.append(query.since_ns)
+    if query.until_ns is not None:
+        terms.append("ts_ns < %s")
+        params.append(query.until_ns)
+    return terms, params
+
+
+def where(terms: list[str]) -> str:
+    return f"WHERE {' AND '.join(terms)}" if terms else ""
+
+
+def select(query: base.Query, watermark: int | None) -> tuple[str, Params]:
+    """The SELECT answering `Store.query` (`watermark` caps `after_id` reads; see the store)."""
+    terms, params = filters(query)
+    if query.after_id is not None:
+        terms.append("id > %s")
+        params.append(query.after_id)
+        if watermark is not None:
+            terms.append("id <= %s")
+            params.append(watermark)
+        sql = f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} ORDER BY id LIMIT %s"
+        return sql, [*params, query.limit]
+    if query.tail is not None:
+        if query.after is not None:
+            terms.append("(ts_ns, id) > (%s, %s)")
+            params.extend(query.after)
+        inner = (
+            f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} "
+            "ORDER BY ts_ns DESC, id DESC LIMIT %s"
+        )
+        sql = f"SELECT * FROM ({inner}) AS newest ORDER BY ts_ns, id"
+        return sql, [*params, query.tail]
+    if query.after is not None:
+        terms.append("(ts_ns, id) > (%s, %s)" if query.order == "asc" else "(ts_ns, id) < (%s, %s)")
+        params.extend(query.after)
+    direction = "" if query.order == "asc" else " DESC"
+    sql = (
+        f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} "
+        f"ORDER BY ts_ns{direction}, id{direction} LIMIT %s"
+    )
+    return sql, [*params, query.limit]
