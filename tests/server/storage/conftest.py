@@ -16,6 +16,7 @@ import pytest
 
 from tailrace.server import storage
 from tailrace.server.storage import base
+from tests.server.storage import pg
 
 StoreFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[base.Store]]
 
@@ -47,6 +48,7 @@ BACKENDS: dict[str, tuple[StoreFactory, bool]] = {
     "memory": (_memory, False),
     "sqlite": (_sqlite_file, True),
     "sqlite-memory": (_sqlite_memory, False),
+    "postgres": (pg.opened_store, True),
 }
 
 
