@@ -71,10 +71,9 @@ async def _workload_scope(ctx: context.ServerContext, request: Request) -> base.
 async def _pod_scope(ctx: context.ServerContext, request: Request) -> base.Query:
     namespace, pod = request.path_params["ns"], request.path_params["pod"]
     await ctx.reader(request, namespace)
+    # A pod nobody has logged for yet answers an empty page, not 404: a collector cannot tell
+    # "no such pod" from "no lines collected yet", and followers may start before the first line.
     scope = base.Query(namespace=namespace, pod=pod)
-    known = await ctx.store.get_pod(namespace, pod)
-    if known is None and not await ctx.store.query(dataclasses.replace(scope, limit=1)):
-        raise errors.not_found(f"pod {namespace}/{pod}", namespace=namespace, pod=pod)
     if query_model.parse_bool(request.query_params, "previous"):
         containers = query_model.parse_list(request.query_params, "container")
         newest = await ctx.store.query(dataclasses.replace(scope, containers=containers, tail=1))
