@@ -89,7 +89,9 @@ def test_workload_route_serves_the_logs_of_pods_its_selector_matches(
     with processes.running(agent):
         processes.wait_until(lambda: len(records()) == 2)
         warn, plain = records()
-        assert warn["message"] == "disk almost full"
+        # The message is the line as written (lossless, as kubectl logs prints it); level,
+        # execution id and HTTP fields are extracted from it.
+        assert warn["message"] == '{"level":"warn","msg":"disk almost full","executionId":"e-1"}'
         assert warn["level"] == "WARN"
         assert warn["executionId"] == "e-1"
         assert warn["workload"] == {"kind": "Function", "name": "hello"}
