@@ -84,6 +84,7 @@ async def operate(
         )
 
     kopf_ready = asyncio.Event()
+    webhook_ready = asyncio.Event()
     operator_task = asyncio.create_task(
         kopf.operator(
             registry=registry,
@@ -96,10 +97,18 @@ async def operate(
             stop_flag=stop_flag,
         )
     )
+    if operator_settings.webhook_addr:
+        # kopf starts its webhook server in a task of its own and says nothing when it listens.
+        listening_task = asyncio.create_task(
+            _until_listening(operator_settings.webhook_addr, webhook_ready)
+        )
+    else:
+        webhook_ready.set()
+        listening_task = asyncio.create_task(asyncio.sleep(0))
     app = health.create_app(
         operator_metrics.registry,
         alive=lambda: not operator_task.done(),
-        ready=kopf_ready.is_set,
+        ready=lambda: kopf_ready.is_set() and webhook_ready.is_set(),
     )
     health_started = asyncio.Event()
     health_task = asyncio.create_task(
@@ -107,14 +116,29 @@ async def operate(
     )
     try:
         if ready_flag is not None:
-            await _wait_first(operator_task, kopf_ready, health_started)
+            await _wait_first(operator_task, kopf_ready, webhook_ready, health_started)
             ready_flag.set()
         await operator_task
     finally:
-        for task in (health_task, operator_task):
+        for task in (health_task, operator_task, listening_task):
             task.cancel()
-        await asyncio.gather(health_task, operator_task, return_exceptions=True)
+        await asyncio.gather(health_task, operator_task, listening_task, return_exceptions=True)
         await client.aclose()
+
+
+async def _until_listening(addr: str, listening: asyncio.Event) -> None:
+    host, port = health.split_addr(addr)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        listening.set()
+        return
 
 
 async def _wait_first(task: asyncio.Task[None], *flags: asyncio.Event) -> None:

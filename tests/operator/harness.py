@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -192,3 +192,16 @@ def pod_body(name: str, labels: dict[str, str], namespace: str = "default") -> d
         "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
         "status": {"phase": "Pending"},
     }
+
+
+async def eventually_async(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0) -> Any:
+    """Like eventually(), for checks that need to await (a request to the webhook, say)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {check}")
+        await asyncio.sleep(0.05)
