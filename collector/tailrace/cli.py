@@ -11,8 +11,11 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import orjson
 
 from tailrace import __version__, conventions, settings
 
@@ -28,12 +31,29 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, so a cluster's log pipeline (ours included) can parse it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = _JsonFormatter()
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Each HTTP request a client makes is not news at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
