@@ -132,7 +132,7 @@ async def _follow(
     encode_fmt: formats.Format = "ndjson" if fmt == "json" else fmt
     try:
         if fmt == "sse":
-            yield b"retry: 2000\n\n"
+            yield b": following\n\n"
         # Catch-up records that the subscription may also deliver; skipped on the live side.
         overlap: set[int] = set()
         if resume_after is not None:
