@@ -83,7 +83,10 @@ FULL_SPEC: dict[str, Any] = {
     },
     "collector": {
         "mode": "node",
-        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": 1_000_000_000}},
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"memory": 1_000_000_000},
+        },
     },
 }
 
