@@ -37,8 +37,11 @@ _DELETE_CHUNK = 20_000
 _INSERT = (
     "INSERT INTO records (id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, "
     "pod_uid, container, container_id, restart, stream, level, message, execution_id, attrs, "
-    "source, flags, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "source, flags, size, pod_ref, workload_ref) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_WORKLOAD_REF = "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?"
+_WORKLOAD_SCOPE = f"workload_ref = ({_WORKLOAD_REF})"
 _LEVEL_RANK = conventions.LEVEL_RANK
 _LEVELS = conventions.LEVELS
 
@@ -54,6 +57,9 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA mmap_size = 268435456")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
+    conn.create_function(
+        sqlite_query.PHRASE_FUNCTION, 2, sqlite_query.has_phrase, deterministic=True
+    )
     return conn
 
 
@@ -69,7 +75,9 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._next_id = 1
+        # Writer-thread caches of committed state: source marks and the integer scope refs.
         self._offsets: dict[str, int] = {}
+        self._refs = _Refs()
 
     @property
     def path(self) -> str:
@@ -175,15 +183,30 @@ class SQLiteStore:
     def _append(
         self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
     ) -> base.AppendResult:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = self._append_in_transaction(conn, batches)
+            conn.execute("COMMIT")
+        except BaseException:
+            # The marks and refs cached while appending were never made durable.
+            self._offsets.clear()
+            self._refs.forget()
+            raise
+        self._next_id += len(result.stored)
+        return result
+
+    def _append_in_transaction(
+        self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
+    ) -> base.AppendResult:
         now = self._clock()
         attribution = _Attribution(conn)
+        refs = self._refs
         stored: list[base.StoredRecord] = []
         rows: list[tuple[Any, ...]] = []
         drops: list[tuple[Any, ...]] = []
         marks: dict[str, int] = {}
         duplicates = filtered = 0
         next_id = first_id = self._next_id
-        conn.execute("BEGIN IMMEDIATE")
         for batch in batches:
             keyed = bool(batch.source_key)
             mark = self._mark(conn, batch.source_key) if keyed else -1
@@ -219,6 +242,8 @@ class SQLiteStore:
                         record.source,
                         record.flags,
                         len(message.encode()),
+                        refs.pod(conn, record.namespace, record.pod),
+                        refs.workload(conn, record.namespace, record.kind, record.workload),
                     )
                 )
                 stored.append(base.stamp(record, next_id, now))
@@ -253,30 +278,22 @@ class SQLiteStore:
                 )
             marks[batch.source_key] = new_mark
             self._offsets[batch.source_key] = new_mark
-        try:
-            if rows:
-                conn.executemany(_INSERT, rows)
-                conn.execute(
-                    "INSERT INTO records_fts (rowid, message) "
-                    "SELECT id, message FROM records WHERE id >= ? AND id < ?",
-                    (first_id, next_id),
-                )
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
-            if drops:
-                conn.executemany("INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?)", drops)
-            if marks:
-                conn.executemany(
-                    "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                    "durable_offset = excluded.durable_offset, updated_ns = excluded.updated_ns",
-                    [(key, mark, now) for key, mark in marks.items()],
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            # The marks cached above were never made durable.
-            for key in marks:
-                self._offsets.pop(key, None)
-            raise
-        self._next_id = next_id
+        if rows:
+            conn.executemany(_INSERT, rows)
+            conn.execute(
+                "INSERT INTO records_fts (rowid, message) "
+                "SELECT id, message FROM records WHERE id >= ? AND id < ?",
+                (first_id, next_id),
+            )
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
+        if drops:
+            conn.executemany("INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?)", drops)
+        if marks:
+            conn.executemany(
+                "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "durable_offset = excluded.durable_offset, updated_ns = excluded.updated_ns",
+                [(key, mark, now) for key, mark in marks.items()],
+            )
         return base.AppendResult(stored, duplicates, marks, filtered)
 
     def _mark(self, conn: sqlite3.Connection, key: str) -> int:
@@ -447,7 +464,7 @@ class SQLiteStore:
                 ),
             )
             if pod.workload is not None:
-                _assign(conn, pod.namespace, pod.name, pod.workload, pod.uid)
+                self._assign(conn, pod.namespace, pod.name, pod.workload, pod.uid)
             conn.execute("COMMIT")
 
         await self._write(work)
@@ -457,11 +474,44 @@ class SQLiteStore:
     ) -> int:
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
-            updated = _assign(conn, namespace, pod, workload, pod_uid)
+            updated = self._assign(conn, namespace, pod, workload, pod_uid)
             conn.execute("COMMIT")
             return updated
 
         return await self._write(work)
+
+    def _assign(
+        self,
+        conn: sqlite3.Connection,
+        namespace: str,
+        pod: str,
+        workload: base.WorkloadKey,
+        pod_uid: str,
+    ) -> int:
+        row = conn.execute(
+            "SELECT uid FROM workloads WHERE namespace = ? AND kind = ? AND name = ?",
+            _key_tuple(workload),
+        ).fetchone()
+        uid = row[0] if row else ""
+        same_pod = "AND (pod_uid = ? OR pod_uid = '')" if pod_uid else ""
+        extra = [pod_uid] if pod_uid else []
+        try:
+            ref = self._refs.workload(conn, namespace, workload.kind, workload.name)
+            cursor = conn.execute(
+                "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
+                "WHERE pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?) "
+                f"AND kind = '' {same_pod}",
+                [workload.kind, workload.name, uid, ref, namespace, pod, *extra],
+            )
+            conn.execute(
+                "UPDATE drops SET kind = ?, workload = ? "
+                f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod}",
+                [workload.kind, workload.name, namespace, pod, *extra],
+            )
+        except BaseException:
+            self._refs.forget()
+            raise
+        return cursor.rowcount
 
     async def get_pod(self, namespace: str, name: str) -> base.Pod | None:
         row = await self._read(
@@ -504,14 +554,54 @@ class SQLiteStore:
             if cutoff is None:
                 continue
             deleted += await self._delete_where(
-                "namespace = ? AND kind = ? AND workload = ? AND (ts_ns, id) <= (?, ?)",
-                [*scope, *cutoff],
+                f"{_WORKLOAD_SCOPE} AND (ts_ns, id) <= (?, ?)", [*scope, *cutoff]
             )
         return deleted
 
     async def meta(self) -> Mapping[str, str]:
         rows = await self._read(lambda conn: conn.execute("SELECT key, value FROM meta").fetchall())
         return {**dict(rows), "backend": "sqlite", "path": self._path}
+
+
+class _Refs:
+    """The integer ids standing for (namespace, pod) and (namespace, kind, workload) in indexes."""
+
+    def __init__(self) -> None:
+        self._pods: dict[tuple[str, str], int] = {}
+        self._workloads: dict[tuple[str, str, str], int] = {}
+
+    def forget(self) -> None:
+        # After a rollback a cached ref may name a row that was never committed.
+        self._pods.clear()
+        self._workloads.clear()
+
+    def pod(self, conn: sqlite3.Connection, namespace: str, pod: str) -> int:
+        key = (namespace, pod)
+        ref = self._pods.get(key)
+        if ref is None:
+            ref = _ref(conn, "pod_refs", ("namespace", "pod"), key)
+            self._pods[key] = ref
+        return ref
+
+    def workload(self, conn: sqlite3.Connection, namespace: str, kind: str, name: str) -> int:
+        key = (namespace, kind, name)
+        ref = self._workloads.get(key)
+        if ref is None:
+            ref = _ref(conn, "workload_refs", ("namespace", "kind", "workload"), key)
+            self._workloads[key] = ref
+        return ref
+
+
+def _ref(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], key: tuple[str, ...]
+) -> int:
+    match = " AND ".join(f"{column} = ?" for column in columns)
+    row = conn.execute(f"SELECT id FROM {table} WHERE {match}", key).fetchone()
+    if row:
+        return int(row[0])
+    marks = ", ".join("?" for _ in columns)
+    cursor = conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", key)
+    return int(cursor.lastrowid or 0)
 
 
 class _Attribution:
@@ -562,29 +652,6 @@ class _Attribution:
         return self._workloads[key]
 
 
-def _assign(
-    conn: sqlite3.Connection, namespace: str, pod: str, workload: base.WorkloadKey, pod_uid: str
-) -> int:
-    row = conn.execute(
-        "SELECT uid FROM workloads WHERE namespace = ? AND kind = ? AND name = ?",
-        _key_tuple(workload),
-    ).fetchone()
-    uid = row[0] if row else ""
-    same_pod = "AND (pod_uid = ? OR pod_uid = '')" if pod_uid else ""
-    extra = [pod_uid] if pod_uid else []
-    cursor = conn.execute(
-        "UPDATE records SET kind = ?, workload = ?, workload_uid = ? "
-        f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod}",
-        [workload.kind, workload.name, uid, namespace, pod, *extra],
-    )
-    conn.execute(
-        "UPDATE drops SET kind = ?, workload = ? "
-        f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod}",
-        [workload.kind, workload.name, namespace, pod, *extra],
-    )
-    return cursor.rowcount
-
-
 def _delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -> int:
     conn.execute("BEGIN IMMEDIATE")
     ids = [(row[0],) for row in conn.execute(select, params)]
@@ -611,7 +678,7 @@ def _retention_cutoff(
     now_ns: int,
 ) -> tuple[int, int] | None:
     """The newest (ts_ns, id) that must go: everything at or before it is deleted."""
-    scoped = "namespace = ? AND kind = ? AND workload = ?"
+    scoped = _WORKLOAD_SCOPE
     candidates: list[tuple[int, int]] = []
     if policy.max_age_ns is not None:
         row = conn.execute(

@@ -36,13 +36,41 @@ class Where:
         return " AND ".join(self.terms) if self.terms else "1"
 
 
-def fts_phrase(text: str) -> str:
-    """An FTS5 MATCH expression for `text` as a phrase (tokens are letters and digits only)."""
-    return '"' + " ".join(base.text_tokens(text)) + '"'
+PHRASE_FUNCTION = "tailrace_has_phrase"
+
+
+def fts_terms(text: str) -> str:
+    """An FTS5 MATCH expression: every token of `text` (letters and digits only, so no quoting
+    trouble). The index has no positions (detail=none); `has_phrase` checks their order."""
+    return " ".join(f'"{token}"' for token in base.text_tokens(text))
+
+
+def has_phrase(message: str, phrase: str) -> bool:
+    """SQL function: does `message` hold the tokens of `phrase` consecutively?"""
+    tokens = base.text_tokens(phrase)
+    words = base.text_tokens(message)
+    width = len(tokens)
+    return any(words[i : i + width] == tokens for i in range(len(words) - width + 1))
 
 
 def where(query: base.Query, *, paging: bool) -> Where:
     w = Where()
+    # Equalities on the scope go through the integer refs the indexes are keyed on; the text
+    # columns are compared as well, which costs nothing once the index picked the rows.
+    if query.namespace is not None and query.pod is not None:
+        w.add(
+            "pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?)",
+            query.namespace,
+            query.pod,
+        )
+    if query.namespace is not None and query.kind is not None and query.workload is not None:
+        w.add(
+            "workload_ref = (SELECT id FROM workload_refs "
+            "WHERE namespace = ? AND kind = ? AND workload = ?)",
+            query.namespace,
+            query.kind,
+            query.workload,
+        )
     if query.namespace is not None:
         w.add("namespace = ?", query.namespace)
     if query.kind is not None:
@@ -74,8 +102,10 @@ def where(query: base.Query, *, paging: bool) -> Where:
     if query.text is not None:
         w.add(
             "id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
-            fts_phrase(query.text),
+            fts_terms(query.text),
         )
+        if len(base.text_tokens(query.text)) > 1:
+            w.add(f"{PHRASE_FUNCTION}(message, ?)", query.text)
     if paging and query.after_id is not None:
         w.add("id > ?", query.after_id)
     elif paging and query.after is not None:
