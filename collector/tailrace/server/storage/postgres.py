@@ -194,7 +194,9 @@ class PostgresStore:
         except psycopg_pool.PoolClosed as err:
             raise base.StoreUnavailable("the PostgreSQL store is closed") from err
 
-    async def _fetch(self, query: str | bytes | sql.Composed, params: Sequence[Any] = ()) -> list[Any]:
+    async def _fetch(
+        self, query: str | bytes | sql.Composed, params: Sequence[Any] = ()
+    ) -> list[Any]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
             cursor = await conn.execute(query, params)
             return await cursor.fetchall()
@@ -264,7 +266,9 @@ class PostgresStore:
                     if keyed and batch.end_offsets[index] <= mark:
                         duplicates += 1
                         continue
-                    rank = await attribution.resolve(record)
+                    hit, rank = attribution.known(record)
+                    if not hit:
+                        rank = await attribution.resolve(record)
                     if rank is None or conventions.LEVEL_RANK.get(record.level, 2) < rank:
                         filtered += 1
                         continue
@@ -609,9 +613,42 @@ class _Attribution:
         self._conn = conn
         self._pods: dict[tuple[str, str, str], tuple[str, str] | None] = {}
         self._workloads: dict[tuple[str, str, str], tuple[str, int | None] | None] = {}
+        # Per (namespace, pod, pod_uid, kind, workload, workload_uid) as a record arrives: what
+        # `resolve` filled in and returned, so the records after the first skip the awaits.
+        self._seen: dict[tuple[str, ...], tuple[str, str, str, int | None]] = {}
+
+    def known(self, record: base.NewRecord) -> tuple[bool, int | None]:
+        """`resolve` without I/O for a record like one seen before: (False, 0) otherwise."""
+        seen = self._seen.get(
+            (
+                record.namespace,
+                record.pod,
+                record.pod_uid,
+                record.kind,
+                record.workload,
+                record.workload_uid,
+            )
+        )
+        if seen is None:
+            return False, 0
+        record.kind, record.workload, record.workload_uid, rank = seen
+        return True, rank
 
     async def resolve(self, record: base.NewRecord) -> int | None:
         """Fill the record's workload fields; the lowest level rank it admits (None: nothing)."""
+        arrived = (
+            record.namespace,
+            record.pod,
+            record.pod_uid,
+            record.kind,
+            record.workload,
+            record.workload_uid,
+        )
+        rank = await self._resolve(record)
+        self._seen[arrived] = (record.kind, record.workload, record.workload_uid, rank)
+        return rank
+
+    async def _resolve(self, record: base.NewRecord) -> int | None:
         if not record.kind:
             owner = await self._owner(record.namespace, record.pod, record.pod_uid)
             if owner is None:
