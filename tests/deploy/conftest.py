@@ -1,11 +1,14 @@
 """Renders the Helm chart with the real `helm` binary, once per values combination per session.
 
-Every test of the chart reads the manifests through the `rendered` fixture; a combination is
-rendered (and linted) the first time a test asks for it.
+Every test of the chart reads the manifests through the `rendered` fixture. All combinations are
+rendered (and, through `helm_lint`, linted) in parallel the first time a test asks for one.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -14,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -106,11 +110,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("combination", list(COMBINATIONS))
 
 
-@pytest.fixture(scope="session")
-def combination_values() -> Callable[[str], dict[str, Any]]:
-    return lambda name: COMBINATIONS[name]
-
-
 def find_helm() -> str:
     """The helm binary on PATH or in <repo>/.tools/bin; CI installs it, so absence is a failure."""
     found = shutil.which("helm") or shutil.which("helm", path=str(REPO / ".tools" / "bin"))
@@ -186,21 +185,48 @@ def helm_template(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], list[
     return render
 
 
-@pytest.fixture(scope="session")
-def helm_lint(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], str]:
-    """`helm lint --strict` with these values; raises HelmError with helm's message on failure."""
-
-    def lint(values: dict[str, Any]) -> str:
-        return run_helm(
-            helm,
-            "lint",
-            "--strict",
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            values=values,
-            tmp=helm_tmp,
+@pytest.fixture(scope="session", autouse=True)
+def _kubernetes_schemas_read_once() -> Iterator[None]:
+    """kubernetes-validate parses its multi-megabyte JSON schema files on every call; reading each
+    once per session keeps the suite fast. The schemas themselves are untouched."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            kubernetes_validate.utils,
+            "schema_contents",
+            functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents),
         )
+        yield
+
+
+@pytest.fixture(scope="session")
+def helm_lint(helm: str, helm_tmp: Path) -> Callable[[str], str]:
+    """`helm lint --strict` of a named combination. All combinations are linted at once, in
+    parallel, the first time; a failure is raised for the combination that failed."""
+    results: dict[str, str | HelmError] = {}
+
+    def lint_one(name: str) -> str | HelmError:
+        try:
+            return run_helm(
+                helm,
+                "lint",
+                "--strict",
+                str(CHART),
+                "--namespace",
+                NAMESPACE,
+                values=COMBINATIONS[name],
+                tmp=helm_tmp,
+            )
+        except HelmError as err:
+            return err
+
+    def lint(name: str) -> str:
+        if not results:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+                results.update(zip(COMBINATIONS, pool.map(lint_one, COMBINATIONS), strict=True))
+        result = results[name]
+        if isinstance(result, HelmError):
+            raise result
+        return result
 
     return lint
 
@@ -210,20 +236,67 @@ def rendered(
     helm_template: Callable[[dict[str, Any]], list[Manifest]],
 ) -> Callable[[str], Rendered]:
     """The manifests of a named combination (see COMBINATIONS), rendered once per session."""
-    cache: dict[str, Rendered] = {}
+    cache: dict[str, Rendered | HelmError] = {}
+
+    def render_one(name: str) -> Rendered | HelmError:
+        try:
+            return Rendered(helm_template(COMBINATIONS[name]))
+        except HelmError as err:
+            return err
 
     def get(name: str) -> Rendered:
-        if name not in cache:
-            cache[name] = Rendered(helm_template(COMBINATIONS[name]))
-        return cache[name]
+        if not cache:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+                cache.update(zip(COMBINATIONS, pool.map(render_one, COMBINATIONS), strict=True))
+        result = cache[name]
+        if isinstance(result, HelmError):
+            raise result
+        return result
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tailrace_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """JSON Schemas of Function and Pipeline, from the chart's crds/ folder."""
+    crds = [
+        doc
+        for path in sorted((CHART / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    return Rendered(crds).crd_schemas()
 
 
 @pytest.fixture(scope="session")
 def chart_metadata() -> Manifest:
     loaded: Manifest = yaml.safe_load((CHART / "Chart.yaml").read_text())
     return loaded
+
+
+def as_json_schema(node: Any) -> Any:
+    """A CRD's OpenAPI v3 schema as JSON Schema, closed like the API server's field validation.
+
+    `nullable` becomes a null type, and an object that lists its properties rejects any other:
+    the API server would prune (or, with strict field validation, refuse) an unknown field, so a
+    misspelt key in an example must fail here.
+    """
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: as_json_schema(value) for key, value in node.items()}
+    if converted.pop("nullable", False) and "type" in converted:
+        converted["type"] = [converted["type"], "null"]
+    is_closed_object = (
+        converted.get("type") == "object"
+        and "properties" in converted
+        and "additionalProperties" not in converted
+        and not converted.get("x-kubernetes-preserve-unknown-fields")
+    )
+    if is_closed_object:
+        converted["additionalProperties"] = False
+    return converted
 
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
@@ -267,6 +340,21 @@ class Rendered:
             for key in ("initContainers", "containers", "ephemeralContainers"):
                 for container in spec.get(key) or []:
                     yield f"{name}/{container['name']}", container, spec
+
+    def crd_schemas(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """JSON Schemas of the custom resources whose CRDs are among these manifests."""
+        schemas = {}
+        for crd in self.find("CustomResourceDefinition"):
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = as_json_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+                # apiVersion, kind and metadata are the API server's, whatever the CRD says.
+                properties = schema.setdefault("properties", {})
+                properties["apiVersion"] = {"const": f"{group}/{version['name']}"}
+                properties["kind"] = {"const": kind}
+                properties["metadata"] = {"type": "object"}
+                schemas[(f"{group}/{version['name']}", kind)] = schema
+        return schemas
 
     def args(self, kind: str, name: str) -> list[str]:
         """The first container's args of a workload."""

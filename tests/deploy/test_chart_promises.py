@@ -4,8 +4,15 @@ a webhook that cannot block pod creation, the image that matches the chart, no s
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "tailrace"
 
 # The node agent is the one exception to "non-root": kubelet's log files are root:root 0640 and the
 # hostPath state folder is created root 0755, so it runs as uid 0 with no capability at all
@@ -197,7 +204,7 @@ def test_webhook_ignores_failures_and_skips_system_and_opted_out_pods(
     assert service == {
         "name": "demo-tailrace-webhook",
         "namespace": "tailrace-system",
-        "path": "/inject-collector",
+        "path": "/tailrace-inject-collector",
         "port": 443,
     }
 
@@ -297,3 +304,35 @@ def test_cert_manager_issues_the_webhook_certificate_and_injects_its_ca(
     external = rendered("cert-manager-cluster-issuer")
     assert not external.find("Issuer")
     assert external.one("Certificate")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+
+
+def test_webhook_path_is_the_operators_mutating_handler_id(chart_metadata: dict[str, Any]) -> None:
+    """kopf serves a mutating handler at POST /<handler id>; a wrong path would silently inject
+    nothing (failurePolicy Ignore), so the chart's default is checked against the operator."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    webhook_source = (REPO / "operator" / "tailrace_operator" / "webhook.py").read_text()
+    handler_id = re.search(r'^HANDLER_ID = "([^"]+)"$', webhook_source, re.MULTILINE)
+    assert handler_id is not None, "tailrace_operator.webhook.HANDLER_ID not found"
+    assert values["webhook"]["path"] == f"/{handler_id.group(1)}"
+
+
+def test_operator_gets_the_peering_object_kopf_waits_for(rendered: Callable[[str], Any]) -> None:
+    settings_source = (REPO / "operator" / "tailrace_operator" / "settings.py").read_text()
+    peering_name = re.search(r'peering_name: str = "([^"]+)"', settings_source)
+    assert peering_name is not None
+    cluster_wide = rendered("default").one("ClusterKopfPeering")
+    assert cluster_wide["metadata"]["name"] == peering_name.group(1)
+    assert "post-install" in cluster_wide["metadata"]["annotations"]["helm.sh/hook"]
+    namespaced = rendered("namespaced-operator")
+    assert not namespaced.find("ClusterKopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in namespaced.find("KopfPeering")) == [
+        "team-a",
+        "team-b",
+    ]
+    role = rendered("default").one("ClusterRole", "demo-tailrace-operator")
+    assert {
+        "apiGroups": ["kopf.dev"],
+        "resources": ["clusterkopfpeerings"],
+        "resourceNames": ["tailrace"],
+        "verbs": ["get", "patch"],
+    } in role["rules"]

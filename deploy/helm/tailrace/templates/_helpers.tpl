@@ -171,8 +171,9 @@ Secret, the caBundle and the pod checksum agree; read back from the cluster on u
 {{- $ns := .Release.Namespace -}}
 {{- $days := int .Values.webhook.generatedCertValidityDays -}}
 {{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain) -}}
-{{- $ca := genCA (printf "%s-ca" $svc) $days -}}
-{{- $leaf := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $dns $days $ca -}}
+{{- /* ECDSA P-256: as strong as RSA 3072, and quick to generate on every render. */ -}}
+{{- $ca := genCAWithKey (printf "%s-ca" $svc) $days (genPrivateKey "ecdsa") -}}
+{{- $leaf := genSignedCertWithKey (printf "%s.%s.svc" $svc $ns) nil $dns $days $ca (genPrivateKey "ecdsa") -}}
 {{- $cert = dict "ca" ($ca.Cert | b64enc) "crt" ($leaf.Cert | b64enc) "key" ($leaf.Key | b64enc) -}}
 {{- end -}}
 {{- $_ := set .Values "_webhookCert" $cert -}}

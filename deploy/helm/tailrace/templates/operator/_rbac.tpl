@@ -19,3 +19,14 @@ server, keep kopf's progress and finalizers on the custom resources, write their
   resources: ["events"]
   verbs: ["create", "list", "watch"]
 {{- end -}}
+
+{{/* kopf peering: watch every peering object, write only Tailrace's keep-alives. */}}
+{{- define "tailrace.operatorPeeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .resource | quote }}]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .resource | quote }}]
+  resourceNames: ["tailrace"]
+  verbs: ["get", "patch"]
+{{- end -}}
