@@ -74,9 +74,14 @@ class Fed:
         pod.write(CONTAINER, content, stream, ts_ns=ts_ns)
         self.written += 1
 
-    def wait_stored(self, count: int | None = None, timeout_s: float = 30.0) -> None:
+    def wait_stored(self, count: int | None = None, timeout_s: float = 60.0) -> None:
         want = self.written if count is None else count
         processes.wait_until(lambda: len(self.records()) >= want, timeout_s)
+
+
+def written_lines(records: list[Any]) -> list[Any]:
+    """The records of lines the test wrote, without the server's own pod events."""
+    return [r for r in records if r["stream"] != "system"]
 
 
 def sample_line(i: int) -> tuple[bytes, str]:
