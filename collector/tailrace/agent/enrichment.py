@@ -40,23 +40,30 @@ LEVEL_WORDS: Final[dict[bytes, int]] = {
     for word, code in _WORDS.items()
     for variant in (word, word.upper(), word.capitalize())
 }
-_WORD_ENDS = frozenset(b" \t:]|,;=")
+# A level word leads a plain line as `ERROR ...`, `error: ...`, `[error] ...` or `ERROR| ...`.
+LEADING_WORDS: Final[dict[bytes, int]] = {
+    form: code
+    for word, code in LEVEL_WORDS.items()
+    for form in (
+        word,
+        word + b":",
+        b"[" + word + b"]",
+        b"[" + word + b"]:",
+        word + b"|",
+        word + b",",
+    )
+}
+_LEADING_MAX = max(len(form) for form in LEADING_WORDS)
 _SPACE = frozenset(b" \t")
 HTTP_FIELDS: Final = ("method", "url", "status")
 
 
 def leading_level(content: bytes) -> int:
     """The level of a level word at the start of a plain line, or -1."""
-    head = content[:13]
-    if head[:1] == b"[":
-        head = head[1:]
-    end = 0
-    for end, byte in enumerate(head):  # noqa: B007 - the index is the result
-        if byte in _WORD_ENDS:
-            break
-    else:
-        end = len(head)
-    return LEVEL_WORDS.get(head[:end], -1)
+    space = content.find(b" ", 0, _LEADING_MAX + 1)
+    if space >= 0:
+        return LEADING_WORDS.get(content[:space], -1)
+    return LEADING_WORDS.get(content, -1) if len(content) <= _LEADING_MAX else -1
 
 
 def _raw_value(content: bytes, key: bytes) -> bytes | None:
@@ -107,9 +114,13 @@ def _string(raw: bytes) -> str | None:
 
 
 class Enricher:
-    """Field extraction for one workload's settings."""
+    """Field extraction for one workload's settings.
 
-    __slots__ = ("_execution_key", "_http_keys", "_level_key", "execution_id")
+    The common spelling (`"name":"value"` or `"name":123`, no spaces, no escapes) is found with one
+    `find` for the key and one for the value's end; anything else falls back to `_raw_value`.
+    """
+
+    __slots__ = ("_execution", "_http", "_level", "execution_id")
 
     def __init__(
         self,
@@ -117,32 +128,72 @@ class Enricher:
         execution_field: str = "executionId",
         execution_id: str = "",
     ) -> None:
-        self._level_key = f'"{level_field}"'.encode()
-        self._execution_key = f'"{execution_field}"'.encode()
-        self._http_keys = tuple((name, f'"{name}"'.encode()) for name in HTTP_FIELDS)
+        self._level = _Key(level_field)
+        self._execution = _Key(execution_field)
+        self._http = tuple(_Key(name) for name in HTTP_FIELDS)
         self.execution_id = execution_id  # from the pod label, when the line names none
 
     def json_fields(self, content: bytes, default_level: int) -> tuple[int, str, bytes]:
         """(level code, execution id, attrs JSON or b"") of a JSON object line."""
         level = default_level
-        raw = _raw_value(content, self._level_key)
-        if raw is not None:
-            word = raw[1:-1] if raw[:1] == b'"' else raw
+        key = self._level
+        at = content.find(key.string_prefix)
+        if at >= 0:
+            at += key.string_skip
+            word = content[at : content.find(b'"', at)]
             level = LEVEL_WORDS.get(word, -1)
             if level < 0:
                 level = LEVEL_WORDS.get(word.lower(), default_level)
+        elif key.quoted in content:
+            raw = _raw_value(content, key.quoted)
+            if raw is not None:
+                word = raw[1:-1] if raw[:1] == b'"' else raw
+                level = LEVEL_WORDS.get(word.lower(), default_level)
         execution_id = self.execution_id
-        raw = _raw_value(content, self._execution_key)
-        if raw is not None:
-            execution_id = _string(raw) or execution_id
-        attrs: dict[str, object] = {}
-        for name, key in self._http_keys:
-            raw = _raw_value(content, key)
-            if raw is None:
+        key = self._execution
+        at = content.find(key.string_prefix)
+        if at >= 0:
+            at += key.string_skip
+            end = content.find(b'"', at)
+            if end > 0 and content[end - 1] != 92:
+                execution_id = content[at:end].decode("utf-8", "replace")
+            else:
+                execution_id = _string(_raw_value(content, key.quoted) or b"") or execution_id
+        elif key.quoted in content:
+            execution_id = _string(_raw_value(content, key.quoted) or b"") or execution_id
+        parts: list[bytes] = []
+        for key in self._http:
+            at = content.find(key.colon)
+            if at < 0:
                 continue
-            value = _string(raw)
-            if value is not None:
-                attrs[name] = value
-            elif raw.isdigit():
-                attrs[name] = int(raw)
-        return level, execution_id, orjson.dumps(attrs) if attrs else b""
+            start = at + key.colon_skip
+            first = content[start : start + 1]
+            if first == b'"':
+                end = content.find(b'"', start + 1)
+                if end > 0 and content[end - 1] != 92:
+                    parts.append(content[at : end + 1])
+                    continue
+            elif first.isdigit():
+                end = content.find(b",", start)
+                if end < 0:
+                    end = content.find(b"}", start)
+                if end > start and content[start:end].isdigit():
+                    parts.append(content[at:end])
+                    continue
+            raw = _raw_value(content, key.quoted)
+            if raw is not None and (raw[:1] == b'"' or raw.isdigit()):
+                parts.append(key.colon + raw)
+        return level, execution_id, b"{" + b",".join(parts) + b"}" if parts else b""
+
+
+class _Key:
+    """The byte patterns of one JSON field name."""
+
+    __slots__ = ("colon", "colon_skip", "quoted", "string_prefix", "string_skip")
+
+    def __init__(self, name: str) -> None:
+        self.quoted = f'"{name}"'.encode()
+        self.colon = self.quoted + b":"
+        self.colon_skip = len(self.colon)
+        self.string_prefix = self.colon + b'"'
+        self.string_skip = len(self.string_prefix)

@@ -1,8 +1,11 @@
 """One log file incarnation being read: bytes to parsed records to batches.
 
-This is the hot path. A read chunk is split into physical lines with one `bytes.split`; each line
-costs a header parse (a few `find`s, the timestamp's second cached), a level lookup and one
-`BatchBuilder.add`. Records leave in batches by size; the tailer closes a batch by age.
+This is the hot path. A read chunk is split into physical lines with one `bytes.split`. A complete
+CRI line in the common shape (`...nnnnnnnnnZ stdout F `) is recognised by one dict lookup of its
+fixed-position header bytes, its timestamp by a cached second plus `int()` of the fraction, its
+level by a byte search, and goes into the batch columns by bound `append`s: no regex, no JSON
+parse, no per-line object but the content slice. Anything else (partials, other formats, oversize
+or non-ASCII lines, parse errors) takes the general path through the parser lookup and the merger.
 
 Offsets: `consumed` is the end of the last physical line handed on, `resume_offset` where a reader
 must restart to lose nothing (the start of a pending partial line, if any). A physical line with no
@@ -19,12 +22,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tailrace import records
-from tailrace.agent import enrichment, formats, layout, linelimit, reassembly
+from tailrace.agent import columns, enrichment, formats, layout, reassembly, timestamps
 from tailrace.settings import LinePolicy
-from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2
 
 _STDOUT = records.STREAM_CODES["stdout"]
+# Bytes 29..39 of a complete CRI line whose timestamp has 9 fraction digits and a Z.
+_FAST_HEADERS = {
+    b"Z stdout F ": records.STREAM_CODES["stdout"],
+    b"Z stderr F ": records.STREAM_CODES["stderr"],
+}
 _PARSE_ERROR = records.FLAG_PARSE_ERROR
 _DEFAULT_LEVEL = enrichment.DEFAULT_LEVELS
 
@@ -139,7 +146,19 @@ class FileSource:
             workload=config.workload,
             path=str(log.path),
         )
-        self.builder = codec.BatchBuilder(self.source)
+        self._source_pb = ingest_pb2.Source(
+            key=self.key,
+            node=config.node,
+            namespace=log.namespace,
+            pod=log.pod,
+            pod_uid=log.pod_uid,
+            container=log.container,
+            restart=log.restart,
+            workload=config.workload,
+            path=str(log.path),
+        )
+        self.builder = columns.Columns()
+        self.text_bytes = 0
         self.batch_started = 0.0
         self.parse_errors = 0
         self.lines_read = 0
@@ -183,60 +202,104 @@ class FileSource:
         self._header_length = formats.HEADER_LENGTHS[name]
 
     def _lines(self, lines: list[bytes], now: float) -> None:
-        parse = self._parse
+        if self.format != "cri" or self.skip_until > self.consumed:
+            for line in lines:
+                start = self.consumed
+                self.consumed = start + len(line) + 1  # _line reads the end from here
+                self._line(line, start, now)
+            self.lines_read += len(lines)
+            return
+        # The fast path; see the module docstring. Keep it flat: every attribute lookup counts.
+        cols = self.builder
+        ts_add, end_add = cols.ts.append, cols.ends.append
+        stream_add, level_add, flag_add = cols.streams.append, cols.levels.append, cols.flags.append
+        text_add, length_add = cols.texts.append, cols.lengths.append
+        exec_index, exec_ids = cols.exec_index, cols.exec_ids
+        attrs_index, attrs_json = cols.attrs_index, cols.attrs_json
+        headers = _FAST_HEADERS
+        seconds = timestamps.prefix_cache()
+        prefix_ns = timestamps.prefix_ns
+        words = enrichment.LEADING_WORDS
+        json_fields = self.enricher.json_fields
+        label_execution = self.enricher.execution_id
         merger = self.merger
-        limit = self.config.line_policy.max_line_bytes
-        add = self.builder.add
-        enricher = self.enricher
-        leading_level = enrichment.leading_level
-        skip = self.skip_until
+        kept = 0
+        text_bytes = self.text_bytes
+        longest = self.config.line_policy.max_line_bytes + 40
+        busy = merger.busy
         pos = self.consumed
-        last_ts = self.last_ts
         for line in lines:
             start = pos
             pos += len(line) + 1
-            parsed = parse(line)
-            if parsed is None:
-                self.parse_errors += 1
-                flags = _PARSE_ERROR
-                ts, stream, partial = last_ts or time.time_ns(), _STDOUT, False
-                content = line[:-1] if line.endswith(b"\r") else line
-            else:
-                flags = 0
-                ts, stream, partial, content = parsed
-                last_ts = ts
-                if not partial and content.endswith(b"\r"):
-                    content = content[:-1]
-            if partial or merger.busy or len(content) > limit:
-                content_start = start + self._header_length(line) if parsed else start
-                for out in merger.feed(
-                    ts, stream, partial, content, start, content_start, pos, now
-                ):
-                    self._emit(out, flags)
+            stream = headers.get(line[29:40])
+            base = seconds.get(line[:20])
+            if base is None:
+                base = prefix_ns(line[:20])
+            fraction = line[20:29]
+            if (
+                stream is None
+                or base is None
+                or busy
+                or len(line) > longest
+                or not fraction.isdigit()
+                or not line.isascii()
+                or line[-1] == 13
+            ):
+                self.consumed = pos
+                self._line(line, start, now)
+                busy = merger.busy
                 continue
-            merger.counts["kept"] += 1
-            if pos <= skip:
-                continue
-            if not content.isascii():
-                content = linelimit.repair_utf8(content)
-            default = _DEFAULT_LEVEL[stream]
-            if content[:1] == b"{":
-                level, execution_id, attrs = enricher.json_fields(content, default)
-                add(ts, stream, level, content, pos, flags, execution_id, attrs)
+            content = line[40:]
+            first = line[40:41]
+            if first == b"{":
+                level, execution_id, attrs = json_fields(content, _DEFAULT_LEVEL[stream])
+                if execution_id:
+                    exec_index.append(len(cols.ts))
+                    exec_ids.append(execution_id)
+                if attrs:
+                    attrs_index.append(len(cols.ts))
+                    attrs_json.append(attrs)
             else:
-                level = leading_level(content)
-                add(
-                    ts,
-                    stream,
-                    default if level < 0 else level,
-                    content,
-                    pos,
-                    flags,
-                    enricher.execution_id,
-                )
+                space = line.find(b" ", 40, 48)
+                level = words.get(line[40:space] if space > 0 else content, -1) if first else -1
+                if level < 0:
+                    level = 4 if stream == 101 else 2
+                if label_execution:
+                    exec_index.append(len(cols.ts))
+                    exec_ids.append(label_execution)
+            ts_add(base + int(fraction))
+            end_add(pos)
+            stream_add(stream)
+            level_add(level)
+            flag_add(0)
+            text_add(content)
+            length = len(line) - 40
+            length_add(length)
+            text_bytes += length
+            kept += 1
+        merger.counts["kept"] += kept
         self.consumed = pos
-        self.last_ts = last_ts
+        self.text_bytes = text_bytes
         self.lines_read += len(lines)
+
+    def _line(self, line: bytes, start: int, now: float) -> None:
+        """The general path for one physical line spanning [start, self.consumed)."""
+        end = self.consumed
+        parsed = self._parse(line)
+        if parsed is None:
+            self.parse_errors += 1
+            flags = _PARSE_ERROR
+            ts, stream, partial = self.last_ts or time.time_ns(), _STDOUT, False
+            content = line[:-1] if line.endswith(b"\r") else line
+        else:
+            flags = 0
+            ts, stream, partial, content = parsed
+            self.last_ts = ts
+            if not partial and content.endswith(b"\r"):
+                content = content[:-1]
+        content_start = start + self._header_length(line) if parsed else start
+        for out in self.merger.feed(ts, stream, partial, content, start, content_start, end, now):
+            self._emit(out, flags)
 
     def _fragment(self, fragment: bytes, now: float, final: bool) -> None:
         """Part of one physical line too long to hold: fed on like a `P` record."""
@@ -275,6 +338,7 @@ class FileSource:
         if out.message is None:
             self.builder.account_dropped(out.end_offset)
             return
+        self.text_bytes += len(out.message)
         content = out.message
         default = _DEFAULT_LEVEL[out.stream]
         if content[:1] == b"{":
@@ -307,8 +371,9 @@ class FileSource:
             if self._long is not None:
                 self._fragment(rest + b"\n", 0.0, final=True)
             else:
-                self.consumed -= 1  # the last line has no newline: its end is the file's end
-                self._lines([rest], 0.0)
+                start = self.consumed
+                self.consumed = self.read_offset  # the last line has no newline
+                self._line(rest, start, 0.0)
         for out in self.merger.flush():
             self._emit(out, 0)
 
@@ -325,24 +390,25 @@ class FileSource:
         builder = self.builder
         return (
             len(builder) >= self.config.batch_max_records
-            or builder.text_bytes >= self.config.batch_max_bytes
+            or self.text_bytes >= self.config.batch_max_bytes
         )
 
     def seal(self) -> Sealed | None:
         builder = self.builder
         if not (len(builder) or builder.dropped_lines):
             return None
-        batch = builder.build()
+        batch = builder.build(self._source_pb)
         sealed = Sealed(
             self.key,
             batch,
-            builder.covered_offset,
+            batch.covered_offset,
             self.resume_offset(),
             len(builder),
             batch.ByteSize(),
         )
-        self.skip_until = max(self.skip_until, builder.covered_offset)
-        self.builder = codec.BatchBuilder(self.source)
+        self.skip_until = max(self.skip_until, batch.covered_offset)
+        self.builder = columns.Columns()
+        self.text_bytes = 0
         return sealed
 
     def close(self) -> None:

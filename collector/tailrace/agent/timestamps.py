@@ -52,3 +52,28 @@ def parse_ns(ts: bytes) -> int:
         offset = int(hours) * 3600 + int(minutes) * 60
         seconds = seconds - offset if sign == b"+" else seconds + offset
     return seconds * 1_000_000_000 + nanos
+
+
+_prefix_ns: dict[bytes, int] = {}
+
+
+def prefix_ns(prefix: bytes) -> int | None:
+    """Nanoseconds of a `YYYY-MM-DDTHH:MM:SS.` prefix (cached), or None when it is not one."""
+    value = _prefix_ns.get(prefix)
+    if value is not None:
+        return value
+    if len(prefix) != 20 or prefix[19] != 46:
+        return None
+    try:
+        value = _seconds(prefix[:19]) * 1_000_000_000
+    except BadTimestamp:
+        return None
+    if len(_prefix_ns) >= _CACHE_LIMIT:
+        _prefix_ns.clear()
+    _prefix_ns[prefix] = value
+    return value
+
+
+def prefix_cache() -> dict[bytes, int]:
+    """The cache behind `prefix_ns`, for a hot loop that tries a dict lookup first."""
+    return _prefix_ns
