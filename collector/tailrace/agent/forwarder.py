@@ -69,7 +69,7 @@ class Forwarder:
                 ("grpc.max_reconnect_backoff_ms", 2000),
             ],
         )
-        self.stub: Any = ingest_pb2_grpc.IngestStub(self.channel)  # type: ignore[no-untyped-call]
+        self.stub: Any = ingest_pb2_grpc.IngestStub(self.channel)
         self.backoff = Backoff()
         self.stopping = threading.Event()  # stop once the buffer is empty (drain)
         self.abort = threading.Event()  # stop now

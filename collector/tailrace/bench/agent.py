@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent import futures
@@ -36,9 +35,24 @@ SHORT_LINES = 2_000_000
 P_CHUNK = 16_384
 _LEVELS = ("debug", "info", "info", "info", "warn", "error")
 _WORDS = (
-    "request handled for tenant acme in region eu-west-1 with cache hit ratio nominal and "
-    "queue depth within bounds while the scheduler rebalanced partitions across workers"
-).split()
+    "request",
+    "handled",
+    "tenant",
+    "acme",
+    "region",
+    "eu-west-1",
+    "cache",
+    "hit",
+    "ratio",
+    "nominal",
+    "queue",
+    "depth",
+    "within",
+    "bounds",
+    "scheduler",
+    "rebalanced",
+    "partitions",
+)
 
 
 @dataclass
@@ -155,7 +169,7 @@ class _Sink:
 
         from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
-        class Servicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
+        class Servicer(ingest_pb2_grpc.IngestServicer):
             def Push(self, request: Any, context: Any) -> Any:
                 response = ingest_pb2.PushResponse()
                 for batch in request.batches:
@@ -347,5 +361,4 @@ def main(argv: list[str]) -> int:
                 f"lines/CPU-s | peak RSS {result['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
-    threading.Event()
     return 0
