@@ -225,7 +225,6 @@ async def fill(store: base.Store, target: int, progress: Callable[[str], None]) 
 
 
 async def time_queries(
-    name: str,
     make: Callable[[random.Random], base.Query],
     run: Callable[[base.Query], Awaitable[Any]],
     n: int,

@@ -354,7 +354,7 @@ async def serve(
             ("grpc.so_reuseport", 0),
         ],
     )
-    ingest_pb2_grpc.add_IngestServicer_to_server(  # type: ignore[no-untyped-call]
+    ingest_pb2_grpc.add_IngestServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
         IngestService(store, publish, gate), server
     )
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
