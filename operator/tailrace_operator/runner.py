@@ -33,14 +33,37 @@ FINALIZER = f"{conventions.API_GROUP}/finalizer"
 
 def run(operator_settings: settings.OperatorSettings) -> int:
     """Run the operator until SIGINT/SIGTERM; the exit code for the CLI."""
+    problems = settings_problems(operator_settings)
+    if problems:
+        for problem in problems:
+            logger.error("%s", problem)
+        return 2
     try:
         asyncio.run(operate(operator_settings))
     except KeyboardInterrupt:
         return 130
-    except ValueError as err:
-        logger.error("%s", err)
-        return 2
     return 0
+
+
+def settings_problems(operator_settings: settings.OperatorSettings) -> list[str]:
+    """What makes these settings unusable, as messages naming the flag."""
+    problems: list[str] = []
+    addresses = [("--health-addr", operator_settings.health_addr)]
+    if operator_settings.webhook_addr:  # "" turns the webhook off
+        addresses.append(("--webhook-addr", operator_settings.webhook_addr))
+    for flag, addr in addresses:
+        try:
+            health.split_addr(addr)
+        except ValueError as err:
+            problems.append(f"{flag}: {err}")
+    missing_cert = operator_settings.webhook_cert is None or operator_settings.webhook_key is None
+    if operator_settings.webhook_addr and not operator_settings.webhook_insecure and missing_cert:
+        problems.append(
+            "the webhook needs --webhook-cert and --webhook-key (or --webhook-insecure)"
+        )
+    if not operator_settings.server.startswith(("http://", "https://")):
+        problems.append(f"--server must be an http(s):// URL, got {operator_settings.server!r}")
+    return problems
 
 
 async def operate(
