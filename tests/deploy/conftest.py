@@ -257,6 +257,22 @@ def rendered(
 
 
 @pytest.fixture(scope="session")
+def install_notes(helm: str, helm_tmp: Path) -> str:
+    """NOTES.txt as `helm install --dry-run=client` prints it after installing the defaults."""
+    output = run_helm(
+        helm,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        tmp=helm_tmp,
+    )
+    return output.split("NOTES:", 1)[1]
+
+
+@pytest.fixture(scope="session")
 def tailrace_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """JSON Schemas of Function and Pipeline, from the chart's crds/ folder."""
     crds = [

@@ -54,6 +54,10 @@ spec:
         - --ingest-service-account
         - system:serviceaccount:{{ .Release.Namespace }}:{{ include "tailrace.agentServiceAccountName" . }}
         {{- end }}
+        {{- range .Values.auth.kubernetes.ingestServiceAccounts }}
+        - --ingest-service-account
+        - {{ . }}
+        {{- end }}
         {{- end }}
         - --log-level
         - {{ .Values.server.logLevel }}
