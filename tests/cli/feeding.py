@@ -27,6 +27,7 @@ PODS = ("hello-7d9f8-aaaaa", "hello-7d9f8-bbbbb")
 CONTAINER = "app"
 OLD_LINES = 20  # written with timestamps two hours ago, for --since
 LONG_LINE_AT = 42  # this line is 20 KB: the agent stores it truncated
+LONG_LINE_HEAD = b"a very long line begins here "
 HOUR_NS = 3_600_000_000_000
 
 
@@ -87,7 +88,7 @@ def written_lines(records: list[Any]) -> list[Any]:
 def sample_line(i: int) -> tuple[bytes, str]:
     """The i-th line of the sample: what it says, and on which stream."""
     if i == LONG_LINE_AT:
-        return b"y" * 20_000 + b" end of a very long line", "stdout"
+        return LONG_LINE_HEAD + b"y" * 20_000, "stdout"
     if i % 10 == 3:
         return f"ERROR upstream timeout after {i % 7 + 1}s (line {i})".encode(), "stderr"
     if i % 7 == 1:

@@ -119,7 +119,7 @@ def test_timestamps_and_wide_output_show_time_level_source_and_truncation(
     assert stamped == [f"{r['time']} {r['message']}" for r in records]
     wide = _logs(fed, config_home, "-o", "wide").stdout.splitlines()
     assert len(wide) == len(records)
-    [at] = [i for i, r in enumerate(records) if r["message"].startswith("yyyy")]
+    [at] = [i for i, r in enumerate(records) if r["message"].startswith("a very long line")]
     assert records[at]["truncated"] is True
     assert wide[at].startswith(records[at]["time"])
     assert wide[at].endswith("[truncated]")
