@@ -1,0 +1,55 @@
+"""`tailrace server` as a process: loopback-only without auth, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tailrace import settings
+from tailrace.server import runner
+from tests.support import processes
+
+
+@pytest.mark.parametrize(
+    "http_addr", ["0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080", "example.com:8080"]
+)
+def test_non_loopback_without_auth_is_refused(tmp_path: Path, http_addr: str) -> None:
+    config = settings.ServerSettings(store_url=f"sqlite:///{tmp_path}/t.db", http_addr=http_addr)
+    assert runner.run(config) == 2
+    assert not (tmp_path / "t.db").exists()
+
+
+@pytest.mark.parametrize("http_addr", ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"])
+def test_loopback_without_auth_passes_the_check(http_addr: str) -> None:
+    runner.check_exposure(settings.ServerSettings(store_url="memory://", http_addr=http_addr))
+
+
+def test_non_loopback_with_tokens_or_insecure_passes_the_check(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t *\n")
+    runner.check_exposure(
+        settings.ServerSettings(store_url="memory://", http_addr="0.0.0.0:1", tokens_file=tokens)
+    )
+    runner.check_exposure(
+        settings.ServerSettings(store_url="memory://", http_addr="0.0.0.0:1", insecure=True)
+    )
+
+
+@pytest.mark.parametrize("addr", ["8080", "host:", "host:99999"])
+def test_bad_address_is_a_config_error(addr: str) -> None:
+    with pytest.raises(runner.ConfigError):
+        runner.split_addr(addr)
+
+
+def test_server_process_says_loopback_only_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    server = processes.server_process(tmp_path).start().wait_ready()
+    try:
+        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{server.url}/ui/").status_code == 200
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.output()
+    assert "serving on loopback only" in server.output()
