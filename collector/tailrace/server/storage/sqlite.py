@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -42,6 +43,11 @@ _INSERT = (
 )
 _WORKLOAD_REF = "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?"
 _WORKLOAD_SCOPE = f"workload_ref = ({_WORKLOAD_REF})"
+# A word with fewer matches than this is searched from the FTS index outward (all matches, then
+# order); a more common word from the scope's (ts_ns, id) index outward, chunk by chunk, asking the
+# FTS index only about each chunk's id range. Either way the work stays near `limit` rows.
+_FTS_DRIVEN_MAX = 20_000
+_CHUNK_MAX = 16_384
 _LEVEL_RANK = conventions.LEVEL_RANK
 _LEVELS = conventions.LEVELS
 
@@ -64,8 +70,14 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class SQLiteStore:
-    def __init__(self, path: str, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Callable[[], int] = time.time_ns,
+        fts_driven_max: int = _FTS_DRIVEN_MAX,
+    ) -> None:
         self._path = path
+        self._fts_driven_max = fts_driven_max
         self._clock = clock
         self._memory = path == ":memory:"
         self._writer: sqlite3.Connection | None = None
@@ -324,6 +336,8 @@ class SQLiteStore:
 
     async def query(self, query: base.Query) -> list[base.StoredRecord]:
         base.check_query(query)
+        if query.text is not None and query.after_id is None:
+            return await self._read(lambda conn: _text_query(conn, query, self._fts_driven_max))
         sql, params, reverse = sqlite_query.select(query)
 
         def work(conn: sqlite3.Connection) -> list[base.StoredRecord]:
@@ -561,6 +575,78 @@ class SQLiteStore:
     async def meta(self) -> Mapping[str, str]:
         rows = await self._read(lambda conn: conn.execute("SELECT key, value FROM meta").fetchall())
         return {**dict(rows), "backend": "sqlite", "path": self._path}
+
+
+def _text_query(
+    conn: sqlite3.Connection, query: base.Query, fts_driven_max: int
+) -> list[base.StoredRecord]:
+    assert query.text is not None
+    terms = sqlite_query.fts_terms(query.text)
+    (matches,) = conn.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
+        (terms, fts_driven_max),
+    ).fetchone()
+    if matches < fts_driven_max:
+        sql, params, reverse = sqlite_query.select(query)
+        found = [_record(row) for row in conn.execute(sql, params)]
+        if reverse:
+            found.reverse()
+        return found
+    return _text_query_by_chunks(conn, query, terms)
+
+
+def _text_query_by_chunks(
+    conn: sqlite3.Connection, query: base.Query, terms: str
+) -> list[base.StoredRecord]:
+    assert query.text is not None
+    phrase = len(base.text_tokens(query.text)) > 1
+    descending = query.order == "desc" or query.tail is not None
+    want = query.tail if query.tail is not None else query.limit
+    w = sqlite_query.where(replace(query, text=None), paging=True)
+    order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
+    step = "(ts_ns, id) < (?, ?)" if descending else "(ts_ns, id) > (?, ?)"
+    found: list[base.StoredRecord] = []
+    chunk = max(256, want * 2)
+    position: tuple[int, int] | None = None
+    while len(found) < want:
+        terms_sql = w.sql if position is None else f"{w.sql} AND {step}"
+        rows = conn.execute(
+            f"SELECT ts_ns, id FROM records WHERE {terms_sql} ORDER BY {order} LIMIT ?",
+            [*w.params, *(position or ()), chunk],
+        ).fetchall()
+        if not rows:
+            break
+        ids = [row[1] for row in rows]
+        hits = {
+            row[0]
+            for row in conn.execute(
+                "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid BETWEEN ? AND ?",
+                (terms, min(ids), max(ids)),
+            )
+        }
+        matched = [i for i in ids if i in hits]
+        if matched:
+            marks = ", ".join("?" for _ in matched)
+            by_id = {
+                row[0]: row
+                for row in conn.execute(
+                    f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
+                )
+            }
+            for record_id in matched:
+                row = by_id[record_id]
+                if phrase and not sqlite_query.has_phrase(row[14], query.text):
+                    continue
+                found.append(_record(row))
+                if len(found) == want:
+                    break
+        if len(rows) < chunk:
+            break
+        position = (rows[-1][0], rows[-1][1])
+        chunk = min(chunk * 4, _CHUNK_MAX)
+    if query.tail is not None:
+        found.reverse()
+    return found
 
 
 class _Refs:

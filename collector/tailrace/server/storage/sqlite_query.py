@@ -99,7 +99,14 @@ def where(query: base.Query, *, paging: bool) -> Where:
         w.add("ts_ns >= ?", query.since_ns)
     if query.until_ns is not None:
         w.add("ts_ns < ?", query.until_ns)
-    if query.text is not None:
+    if query.text is not None and paging and query.after_id is not None:
+        # Live tails: FTS5 answers a rowid range without reading the older matches.
+        w.add(
+            "id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid > ?)",
+            fts_terms(query.text),
+            query.after_id,
+        )
+    elif query.text is not None:
         w.add(
             "id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)",
             fts_terms(query.text),
