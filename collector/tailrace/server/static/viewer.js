@@ -9,6 +9,7 @@ const FOLLOW_TAIL = 100; // lines a fresh follow starts with
 const MAX_ROWS = 5000; // oldest rows leave the page beyond this while following
 const MAX_PAUSED = 10000; // lines held while paused before the stream is dropped (and resumed)
 const STATS_EVERY_MS = 10000;
+const LONG_MESSAGE = 600; // characters; longer messages are folded to a few lines until clicked
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -143,7 +144,15 @@ function row(record) {
     exec.append(link);
   }
   tr.append(exec);
-  const message = cell("message", record.message);
+  const message = cell("message");
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = record.message;
+  if (record.message.length > LONG_MESSAGE) {
+    text.classList.add("folded");
+    text.title = `${record.message.length} characters: click to unfold`;
+  }
+  message.append(text);
   if (record.truncated) {
     tr.classList.add("truncated");
     const badge = document.createElement("span");
@@ -482,6 +491,12 @@ el.autoscroll.addEventListener("change", () => {
   if (el.autoscroll.checked) scrollToBottom();
 });
 el.rows.addEventListener("click", (event) => {
+  const long = event.target.closest(".text.folded, .text.unfolded");
+  if (long) {
+    long.classList.toggle("folded");
+    long.classList.toggle("unfolded");
+    return;
+  }
   const link = event.target.closest("a.execution");
   if (!link) return;
   event.preventDefault();
