@@ -165,6 +165,16 @@ def test_service_monitor_and_pod_monitor_target_named_metrics_ports(
         port["name"] for service in render.find("Service") for port in service["spec"]["ports"]
     }
     assert ports <= service_ports
+    selected = [
+        service
+        for service in render.find("Service")
+        if _selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    ]
+    # Each pod is scraped once: the StatefulSet's headless Service is left out.
+    assert sorted(service["metadata"]["name"] for service in selected) == [
+        "demo-tailrace-server",
+        "demo-tailrace-webhook",
+    ]
     pod_monitor = render.one("PodMonitor")
     agent = render.one("DaemonSet")["spec"]["template"]
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
@@ -261,3 +271,21 @@ def test_notes_tell_how_to_reach_the_api_and_tail_logs(install_notes: str) -> No
     assert 'curl -H "Authorization: Bearer $TAILRACE_TOKEN"' in install_notes
     assert "tailrace logs function/hello -n default -f" in install_notes
     assert "helm test demo -n tailrace-system" in install_notes
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and In/NotIn/Exists/DoesNotExist) against labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        value = labels.get(key)
+        matched = {
+            "In": value in expression.get("values", []),
+            "NotIn": value not in expression.get("values", []),
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
