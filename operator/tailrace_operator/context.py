@@ -32,7 +32,10 @@ class OperatorContext:
     # Decided at startup from settings.kubernetes_version or the API server's /version.
     native_sidecars: bool = False
     kubernetes_version: str = ""
-    event_extension_missing: bool = field(default=False)
+    event_extension_missing: bool = False
+    # (namespace, name) of pods sent to the server, so a pod that stops being selected (its labels
+    # or the workloads changed) is withdrawn instead of lingering there.
+    mirrored_pods: set[tuple[str, str]] = field(default_factory=set)
 
 
 def index_values(indices: Mapping[str, Any], index_id: str, key: str) -> list[Any]:

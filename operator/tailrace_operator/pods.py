@@ -72,15 +72,19 @@ def register(registry: kopf.OperatorRegistry, ctx: context.OperatorContext) -> N
         event: Mapping[str, Any], body: kopf.Body, namespace: str | None, name: str | None,
         **kwargs: Any,
     ) -> None:  # fmt: skip
+        key = (namespace or "", name or "")
         labels = (body.get("metadata") or {}).get("labels") or {}
-        if not resources.selecting(context.workloads_in(kwargs, namespace or ""), labels):
+        selected = resources.selecting(context.workloads_in(kwargs, key[0]), labels)
+        if not selected and key not in ctx.mirrored_pods:
             return
-        action = "delete" if event.get("type") == "DELETED" else "put"
+        action = "delete" if event.get("type") == "DELETED" or not selected else "put"
         try:
             if action == "delete":
-                await ctx.control.delete_pod(namespace or "", name or "")
+                await ctx.control.delete_pod(*key)
+                ctx.mirrored_pods.discard(key)
             else:
-                await ctx.control.put_pod(namespace or "", name or "", trimmed_pod(body))
+                await ctx.control.put_pod(*key, trimmed_pod(body))
+                ctx.mirrored_pods.add(key)
         except control.ControlError as err:
             # Event handlers are not retried; the workload's status timer re-sends its pods once
             # the server answers again.
@@ -136,5 +140,6 @@ async def put_selected_pods(
     for pod in pods:
         name = (pod.get("metadata") or {}).get("name", "")
         await ctx.control.put_pod(ref.namespace, name, pod)
+        ctx.mirrored_pods.add((ref.namespace, name))
         ctx.metrics.pod_mirrors.labels(action="put", outcome="ok").inc()
     return len(pods)

@@ -86,6 +86,22 @@ async def test_pods_no_workload_selects_are_never_sent(
         assert not control_server.sent("PUT", "/v1/namespaces/default/pods/stranger")
 
 
+async def test_pod_relabelled_out_of_its_workload_is_withdrawn_from_the_server(
+    k8s: KubernetesAPI, control_server: FakeControlServer
+) -> None:
+    async with running_operator(k8s, operator_settings(control_server.url)):
+        await k8s.post(FUNCTIONS, json=function_body("hello"))
+        await k8s.post(PODS, json=pod_body("hello-5", {"app": "hello"}))
+        await eventually(lambda: control_server.pods.get("default/hello-5"))
+
+        await k8s.patch(
+            f"{PODS}/hello-5", json={"metadata": {"labels": {"app": "moved"}}}, headers=MERGE
+        )
+
+        await eventually(lambda: "default/hello-5" not in control_server.pods)
+        assert control_server.sent("DELETE", "/v1/namespaces/default/pods/hello-5")
+
+
 async def test_kubernetes_events_about_selected_pods_are_mirrored(
     k8s: KubernetesAPI, control_server: FakeControlServer
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.operator import harness
 from tests.operator.conftest import KubernetesAPI
 from tests.operator.harness import (
     GROUP_VERSION,
@@ -122,3 +123,53 @@ async def test_deleted_function_is_unregistered_and_its_finalizer_removed(
         await eventually(lambda: "default/functions/doomed" not in control_server.workloads)
         await eventually(lambda: k8s.get(f"{GROUP_VERSION}/functions", "default", "doomed") is None)
         assert control_server.sent("DELETE", "/v1/namespaces/default/functions/doomed")
+
+
+async def test_pipeline_is_registered_under_pipelines_and_unregistered_on_delete(
+    k8s: KubernetesAPI, control_server: FakeControlServer
+) -> None:
+    body = function_body("etl")
+    body["kind"] = "Pipeline"
+    pipelines = f"/apis/{GROUP_VERSION}/namespaces/default/pipelines"
+    async with running_operator(k8s, operator_settings(control_server.url)):
+        await k8s.post(pipelines, json=body)
+
+        registered = await eventually(lambda: control_server.workloads.get("default/pipelines/etl"))
+        assert registered["kind"] == "Pipeline"
+        await eventually(
+            lambda: (
+                (k8s.get(f"{GROUP_VERSION}/pipelines", "default", "etl") or {})
+                .get("status", {})
+                .get("phase")
+                == "Active"
+            )
+        )
+
+        await k8s.delete(f"{pipelines}/etl")
+        await eventually(lambda: "default/pipelines/etl" not in control_server.workloads)
+
+
+async def test_workload_is_registered_once_the_server_comes_back(
+    k8s: KubernetesAPI,
+) -> None:
+    late = FakeControlServer()
+    port = harness.free_port()
+    late.url = f"http://127.0.0.1:{port}"
+    async with running_operator(k8s, operator_settings(late.url)):
+        await k8s.post(FUNCTIONS, json=function_body("patient"))
+
+        def degraded() -> bool:
+            obj = k8s.get(f"{GROUP_VERSION}/functions", "default", "patient") or {}
+            return bool(obj.get("status", {}).get("phase") == "Degraded")
+
+        await eventually(degraded)
+
+        async with harness.serving(late.app(), port):
+            await eventually(lambda: late.workloads.get("default/functions/patient"))
+
+            def recovered() -> dict[str, Any]:
+                obj = k8s.get(f"{GROUP_VERSION}/functions", "default", "patient")
+                found = condition(obj, "ServerReachable")
+                return found if found.get("status") == "True" else {}
+
+            await eventually(recovered)
