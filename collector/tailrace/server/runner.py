@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from tailrace import settings
 from tailrace.server import app, auth, ingest, ratelimit, streaming
 from tailrace.server.storage import base, open_store
+from tailrace.server.surfaces import _upgrade
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ async def serve(config: settings.ServerSettings) -> None:
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=5,
+                # Hyper's logs answer `101 UPGRADED` to clients that ask for an upgrade.
+                http=_upgrade.UpgradableH11Protocol,
             )
         )
         grpc_server = await ingest.serve(
