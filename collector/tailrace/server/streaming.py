@@ -178,6 +178,7 @@ class Hub:
         self._subscriptions: dict[tuple[str, ...], set[Subscription]] = {}
         self.slow_consumers_cut = 0
         self._listeners: list[Callable[[Sequence[base.StoredRecord]], None]] = []
+        self._end_listeners: list[Callable[[base.WorkloadKey, CloseReason], None]] = []
 
     def start(self, last_stored_id: int) -> None:
         """Records up to `last_stored_id` predate this process: only the store has them."""
@@ -191,6 +192,10 @@ class Hub:
     def add_listener(self, listener: Callable[[Sequence[base.StoredRecord]], None]) -> None:
         """Also call `listener` with every published batch (compat surfaces with own buffers)."""
         self._listeners.append(listener)
+
+    def add_end_listener(self, listener: Callable[[base.WorkloadKey, CloseReason], None]) -> None:
+        """Also call `listener` when a workload's streams end (surfaces with own followers)."""
+        self._end_listeners.append(listener)
 
     def configure_workload(self, key: base.WorkloadKey, lines: int, max_bytes: int) -> None:
         """Give a workload its own ring, sized by spec.logs.ringBuffer."""
@@ -262,6 +267,11 @@ class Hub:
         for sub in subs:
             sub.close(reason)
         self._workload_rings.pop(_workload_ring_key(key), None)
+        for listener in self._end_listeners:
+            try:
+                listener(key, reason)
+            except Exception:
+                log.exception("workload-end listener failed")
         return len(subs)
 
     def close_all(self, reason: CloseReason = SHUTDOWN) -> None:
