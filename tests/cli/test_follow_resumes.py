@@ -94,3 +94,43 @@ def test_follow_across_a_server_restart_resumes_with_no_gap_and_no_repeat(
             for stream in (client.stdout, client.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def test_follow_with_tail_and_level_prints_the_last_matching_lines_then_new_ones(
+    tmp_path: Path,
+) -> None:
+    with feeding.fed_server(tmp_path / "work", 40) as fed:
+        last_errors = fed.records({"level": "ERROR", "tailLines": "2"})
+        assert len(last_errors) == 2
+        client = subprocess.Popen(
+            running.command(
+                "function/hello",
+                "-n",
+                feeding.NAMESPACE,
+                "--server",
+                fed.server.url,
+                "-f",
+                "--tail",
+                "2",
+                "--level",
+                "ERROR",
+                "--no-prefix",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=running.clean_env(tmp_path / "config"),
+        )
+        out = _Lines(client.stdout)
+        try:
+            processes.wait_until(lambda: len(out.lines) >= 2)
+            fed.write(0, "just information")
+            fed.write(1, "ERROR a new failure", stream="stderr")
+            processes.wait_until(lambda: len(out.lines) >= 3)
+            assert out.lines == [r["message"] for r in last_errors] + ["ERROR a new failure"]
+        finally:
+            client.send_signal(signal.SIGINT)
+            assert client.wait(timeout=10) == 130
+            out.join()
+            if client.stdout is not None:
+                client.stdout.close()

@@ -134,11 +134,19 @@ def test_follow_shows_new_lines_live_and_pause_holds_them_until_resume(
     for i in range(3):
         fed.write(i, f"after resume {i}")
     expect(page.locator("#rows tr", has_text="after resume")).to_have_count(3)
-    ids = _row_ids(page)
-    assert len(ids) == len(set(ids)), "a line was shown twice"
     # Auto-scroll kept the newest line in view.
     expect(page.locator("#rows tr").last).to_be_in_viewport()
     page.screenshot(path=str(artifacts / "viewer.png"))
+
+    # A server restart drops the stream: the page reconnects after the last line it showed.
+    fed.server.stop()
+    for i in range(3):
+        fed.write(i, f"across the restart {i}")
+    fed.server.start().wait_ready()
+    expect(page.locator("#rows tr", has_text="across the restart")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("live")
+    ids = _row_ids(page)
+    assert len(ids) == len(set(ids)), "a line was shown twice"
 
 
 def test_asks_for_a_token_when_the_server_wants_one(page: Page, tmp_path: Path) -> None:
