@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,3 +214,59 @@ def test_build_context_keeps_what_the_wheel_is_built_from(
     dockerignore: list[str], path: str
 ) -> None:
     assert not dockerignore_excludes(dockerignore, path)
+
+
+def build_context(dockerignore: list[str], destination: Path) -> None:
+    """Copy what `docker build .` would send, per .dockerignore, into destination."""
+    for top in REPO.iterdir():
+        # An excluded folder can hold files to send only through a `!` pattern naming it.
+        re_included = any(pattern.startswith(f"!{top.name}") for pattern in dockerignore)
+        if top.is_dir() and dockerignore_excludes(dockerignore, top.name) and not re_included:
+            continue
+        files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file()]
+        for path in files:
+            relative = path.relative_to(REPO).as_posix()
+            if not dockerignore_excludes(dockerignore, relative):
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+
+
+def test_build_context_alone_builds_the_tailrace_wheel(
+    dockerignore: list[str], tmp_path: Path
+) -> None:
+    """The builder stage's `pip wheel .`, run on exactly the files the build context holds."""
+    context = tmp_path / "context"
+    build_context(dockerignore, context)
+    sent = {path.relative_to(context).as_posix() for path in context.rglob("*") if path.is_file()}
+    assert "pyproject.toml" in sent
+    assert not any(path.startswith(("tests/", ".git/", "deploy/")) for path in sent)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "wheels").glob("tailrace-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "tailrace = tailrace.cli:main" in archive.read(entry_points).decode()
+    assert "tailrace/cli.py" in names
+    assert "tailrace_operator/webhook.py" in names
+    assert "tailrace/wire/v1/ingest.proto" in names
