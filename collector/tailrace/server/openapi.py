@@ -150,6 +150,14 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _READ_ERRORS = _errors(400, 401, 403, 404, 406, 429, 503)
+_SSE_EVENTS = (
+    "Each record is an event whose id is the record id and whose data is the record JSON. "
+    "Other events: `end` (paged answers: data {nextCursor}); with follow=true, `reset` (the "
+    "Last-Event-ID fell out of the live buffer; the records after it follow from the store), "
+    "`error` (data {reason, message}; reason slow-consumer or shutdown; the stream then ends) "
+    "and `workload-deleted` (the workload was deleted; the stream ends). Comment lines "
+    "`: heartbeat` keep idle streams open."
+)
 _LOGS_RESPONSE = {
     "200": {
         "description": "Records, in the format the Accept header asks for (text/plain by default).",
@@ -163,7 +171,10 @@ _LOGS_RESPONSE = {
             "application/json": {"schema": {"$ref": "#/components/schemas/LogPage"}},
             "application/x-ndjson": {"schema": {"type": "string"}},
             "text/plain": {"schema": {"type": "string"}},
-            "text/event-stream": {"schema": {"type": "string"}},
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "description": _SSE_EVENTS,
+            },
         },
     },
     **_READ_ERRORS,

@@ -137,8 +137,8 @@ def parse_filters(params: Mapping[str, str], scope: base.Query) -> tuple[base.Qu
     """The scope (namespace, workload or pod) narrowed by the filter parameters."""
     since, until, extra = parse_window(params)
     text = _single(params, "q")
-    if text is not None and not text.strip():
-        raise errors.bad_parameter("q", "must not be empty")
+    if text is not None and not base.text_tokens(text):
+        raise errors.bad_parameter("q", "must contain at least one letter or digit", text)
     containers = parse_list(params, "container")
     filters = dataclasses.replace(
         scope,
@@ -250,9 +250,10 @@ def matches(query: base.Query, record: base.StoredRecord) -> bool:
     if query.until_ns is not None and record.ts_ns >= query.until_ns:
         return False
     if query.text:
-        # Live records are matched by case-insensitive terms, close to what FTS answers.
-        message = record.message.lower()
-        terms = query.text.lower().replace('"', " ").split()
-        if not all(term in message for term in terms):
+        # The store's semantics: the query's words appear consecutively, whole and case-folded.
+        tokens = base.text_tokens(query.text)
+        words = base.text_tokens(record.message)
+        width = len(tokens)
+        if not any(words[i : i + width] == tokens for i in range(len(words) - width + 1)):
             return False
     return True
