@@ -77,8 +77,6 @@ class ServerSettings:
     retention_interval_s: float = 60.0
     max_request_bytes: int = 8 * 1024 * 1024
     ui: bool = True
-    # With kubernetes_auth: service accounts (system:serviceaccount:NS:NAME) allowed to ingest.
-    ingest_service_accounts: tuple[str, ...] = ()
     # Live tail: heartbeat period, shared ring buffer, and per-follower queue before cut-off.
     heartbeat_s: float = 15.0
     ring_lines: int = 50_000
