@@ -1,4 +1,4 @@
-"""Schemathesis against a real `tailrace server` process: no request the document allows is a 500."""
+"""Schemathesis against a real `tailrace server` process: no request it allows gets a 500."""
 
 from __future__ import annotations
 

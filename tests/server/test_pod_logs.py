@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tailrace import records
-from tests.server.harness import Line, Running, Source, T0
+from tests.server.harness import T0, Line, Running, Source
 
 JSON = {"Accept": "application/json"}
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tailrace.server import formats
-from tests.server.harness import Line, Running, Source, T0
+from tests.server.harness import T0, Line, Running, Source
 
 URL = "/v1/namespaces/ns/functions/hello/logs"
 JSON = {"Accept": "application/json"}
