@@ -46,8 +46,10 @@ _WORKLOAD_SCOPE = f"workload_ref = ({_WORKLOAD_REF})"
 # A word with fewer matches than this is searched from the FTS index outward (all matches, then
 # order); a more common word from the scope's (ts_ns, id) index outward, chunk by chunk, asking the
 # FTS index only about each chunk's id range. Either way the work stays near `limit` rows.
-_FTS_DRIVEN_MAX = 20_000
+_FTS_DRIVEN_MAX = 5_000
 _CHUNK_MAX = 16_384
+# Below one match in this many rows, a chunk's matches come from FTS5 rather than its messages.
+_DENSE_FRACTION = 8
 _LEVEL_RANK = conventions.LEVEL_RANK
 _LEVELS = conventions.LEVELS
 
@@ -598,54 +600,92 @@ def _text_query(
 def _text_query_by_chunks(
     conn: sqlite3.Connection, query: base.Query, terms: str
 ) -> list[base.StoredRecord]:
+    """Walk the scope in (ts_ns, id) order, chunk by chunk, keeping the records that match.
+
+    While matches are dense, each chunk's messages are read and checked here (a common word needs
+    about `limit` rows). Once they thin out, each chunk asks FTS5 for the matches within its id
+    range instead, which costs little when the word is rare in that range. (FTS5 probes of single
+    rowids are slow, so the dense case never asks it.)
+    """
     assert query.text is not None
-    phrase = len(base.text_tokens(query.text)) > 1
+    tokens = base.text_tokens(query.text)
     descending = query.order == "desc" or query.tail is not None
     want = query.tail if query.tail is not None else query.limit
     w = sqlite_query.where(replace(query, text=None), paging=True)
     order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
     step = "(ts_ns, id) < (?, ?)" if descending else "(ts_ns, id) > (?, ?)"
     found: list[base.StoredRecord] = []
-    chunk = max(256, want * 2)
+    chunk = max(32, want + want // 4)
     position: tuple[int, int] | None = None
+    dense = True
     while len(found) < want:
         terms_sql = w.sql if position is None else f"{w.sql} AND {step}"
-        rows = conn.execute(
-            f"SELECT ts_ns, id FROM records WHERE {terms_sql} ORDER BY {order} LIMIT ?",
-            [*w.params, *(position or ()), chunk],
-        ).fetchall()
-        if not rows:
-            break
-        ids = [row[1] for row in rows]
-        hits = {
-            row[0]
-            for row in conn.execute(
-                "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid BETWEEN ? AND ?",
-                (terms, min(ids), max(ids)),
-            )
-        }
-        matched = [i for i in ids if i in hits]
-        if matched:
-            marks = ", ".join("?" for _ in matched)
-            by_id = {
-                row[0]: row
-                for row in conn.execute(
-                    f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
-                )
-            }
-            for record_id in matched:
-                row = by_id[record_id]
-                if phrase and not sqlite_query.has_phrase(row[14], query.text):
-                    continue
-                found.append(_record(row))
-                if len(found) == want:
-                    break
+        params = [*w.params, *(position or ()), chunk]
+        if dense:
+            rows = conn.execute(
+                f"SELECT {sqlite_query.COLUMNS} FROM records WHERE {terms_sql} "
+                f"ORDER BY {order} LIMIT ?",
+                params,
+            ).fetchall()
+            if not rows:
+                break
+            hits = 0
+            for row in rows:
+                if sqlite_query.holds(row[14], tokens):
+                    hits += 1
+                    found.append(_record(row))
+                    if len(found) == want:
+                        break
+            dense = hits * _DENSE_FRACTION >= len(rows)
+            last = rows[-1][1], rows[-1][0]
+        else:
+            keys = conn.execute(
+                f"SELECT ts_ns, id FROM records WHERE {terms_sql} ORDER BY {order} LIMIT ?",
+                params,
+            ).fetchall()
+            if not keys:
+                break
+            found.extend(_fts_matches_in(conn, keys, terms, tokens, want - len(found)))
+            rows, last = keys, keys[-1]
         if len(rows) < chunk:
             break
-        position = (rows[-1][0], rows[-1][1])
-        chunk = min(chunk * 4, _CHUNK_MAX)
+        position = (last[0], last[1])
+        chunk = min(chunk * (2 if dense else 4), _CHUNK_MAX)
     if query.tail is not None:
         found.reverse()
+    return found
+
+
+def _fts_matches_in(
+    conn: sqlite3.Connection, keys: list[Any], terms: str, tokens: list[str], want: int
+) -> list[base.StoredRecord]:
+    """The records among `keys` (in their order) that match, asking FTS5 about their id range."""
+    ids = [key[1] for key in keys]
+    hits = {
+        row[0]
+        for row in conn.execute(
+            "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid BETWEEN ? AND ?",
+            (terms, min(ids), max(ids)),
+        )
+    }
+    matched = [i for i in ids if i in hits]
+    if not matched:
+        return []
+    marks = ", ".join("?" for _ in matched)
+    by_id = {
+        row[0]: row
+        for row in conn.execute(
+            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
+        )
+    }
+    found = []
+    for record_id in matched:
+        row = by_id[record_id]
+        if len(tokens) > 1 and not sqlite_query.holds(row[14], tokens):
+            continue
+        found.append(_record(row))
+        if len(found) == want:
+            break
     return found
 
 

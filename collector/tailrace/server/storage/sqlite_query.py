@@ -47,8 +47,15 @@ def fts_terms(text: str) -> str:
 
 def has_phrase(message: str, phrase: str) -> bool:
     """SQL function: does `message` hold the tokens of `phrase` consecutively?"""
-    tokens = base.text_tokens(phrase)
+    return holds(message, base.text_tokens(phrase))
+
+
+def holds(message: str, tokens: list[str]) -> bool:
+    if tokens[0] not in message.casefold():
+        return False  # cheap and necessary: the first token must occur as a substring
     words = base.text_tokens(message)
+    if len(tokens) == 1:
+        return tokens[0] in words
     width = len(tokens)
     return any(words[i : i + width] == tokens for i in range(len(words) - width + 1))
 
