@@ -165,10 +165,11 @@ def helm_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def helm_template(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], list[Manifest]]:
-    """`helm template --include-crds` with these values; raises HelmError when helm refuses."""
+def helm_template(helm: str, helm_tmp: Path) -> Callable[..., list[Manifest]]:
+    """`helm template --include-crds` with these values (and extra flags, such as
+    --kube-version); raises HelmError when helm refuses."""
 
-    def render(values: dict[str, Any]) -> list[Manifest]:
+    def render(values: dict[str, Any], *flags: str) -> list[Manifest]:
         text = run_helm(
             helm,
             "template",
@@ -177,6 +178,7 @@ def helm_template(helm: str, helm_tmp: Path) -> Callable[[dict[str, Any]], list[
             "--namespace",
             NAMESPACE,
             "--include-crds",
+            *flags,
             values=values,
             tmp=helm_tmp,
         )

@@ -242,3 +242,16 @@ def test_names_stay_within_kubernetes_limits_for_a_long_release_name(
         name = doc["metadata"]["name"]
         # Service names are DNS labels (63); StatefulSet pods add "-0" and a revision hash label.
         assert len(name) <= 63, name
+
+
+def test_chart_renders_valid_objects_for_the_oldest_supported_kubernetes(
+    helm_template: Callable[..., Any],
+) -> None:
+    values = {"agent": {"daemonset": {"enabled": True}}, "networkPolicy": {"enabled": True}}
+    docs = helm_template(values, "--kube-version", "1.25.0")
+    statefulset = next(doc for doc in docs if doc["kind"] == "StatefulSet")
+    assert "persistentVolumeClaimRetentionPolicy" not in statefulset["spec"]
+    for doc in docs:
+        if doc["apiVersion"].startswith("kopf.dev/"):
+            continue
+        kubernetes_validate.validate(doc, "1.25.0", strict=True)
