@@ -153,6 +153,7 @@ async def test_slow_consumer_is_cut_off_with_a_reason(make_server: ServerFactory
     assert b"event: error" in tail
     assert b'"reason":"slow-consumer"' in tail
     assert hub.open_subscriptions == 0
+    assert server.registry.get_sample_value("tailrace_server_live_slow_consumers_total") == 1
 
 
 async def test_client_disconnect_releases_the_subscription(server: Running) -> None:

@@ -71,7 +71,9 @@ def _health_routes(ctx: context.ServerContext) -> list[BaseRoute]:
     async def openapi_json(request: Request) -> Response:
         return Response(orjson.dumps(openapi.document()), media_type="application/json")
 
-    ctx.metrics.watch_live(lambda: ctx.hub.open_subscriptions, lambda: size["last"])
+    ctx.metrics.watch_live(
+        lambda: ctx.hub.open_subscriptions, lambda: ctx.hub.slow_consumers_cut, lambda: size["last"]
+    )
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,11 +55,6 @@ class HttpMetrics:
             "Requests answered 429 because the caller exceeded its rate limit.",
             registry=registry,
         )
-        self.slow_consumers = Counter(
-            f"{_P}_live_slow_consumers",
-            "Live streams cut off because the client could not keep up.",
-            registry=registry,
-        )
         self.system_records = Counter(
             f"{_P}_system_records",
             "System records made from pod lifecycle changes by the control API.",
@@ -67,21 +62,33 @@ class HttpMetrics:
         )
 
     def watch_live(
-        self, open_streams: Callable[[], int], store_size: Callable[[], StoreSize | None]
+        self,
+        open_streams: Callable[[], int],
+        slow_consumers: Callable[[], int],
+        store_size: Callable[[], StoreSize | None],
     ) -> None:
-        self.registry.register(_ScrapeTimeCollector(open_streams, store_size))
+        self.registry.register(_ScrapeTimeCollector(open_streams, slow_consumers, store_size))
 
 
 class _ScrapeTimeCollector(Collector):
     def __init__(
-        self, open_streams: Callable[[], int], store_size: Callable[[], StoreSize | None]
+        self,
+        open_streams: Callable[[], int],
+        slow_consumers: Callable[[], int],
+        store_size: Callable[[], StoreSize | None],
     ) -> None:
         self._open_streams = open_streams
+        self._slow_consumers = slow_consumers
         self._store_size = store_size
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             f"{_P}_live_streams_open", "Live-tail streams open now.", value=self._open_streams()
+        )
+        yield CounterMetricFamily(
+            f"{_P}_live_slow_consumers",
+            "Live streams cut off because the client could not keep up.",
+            value=self._slow_consumers(),
         )
         size = self._store_size()
         if size is not None:
