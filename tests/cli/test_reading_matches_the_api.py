@@ -52,7 +52,7 @@ def test_piped_read_prints_every_line_oldest_first_with_pod_prefix_and_no_colour
     records = fed.records()
     assert len(feeding.written_lines(records)) == LINES
     assert result.stdout.splitlines() == [
-        f"{r['pod']} {r['container']} {r['message']}" for r in records
+        " ".join(part for part in (r["pod"], r["container"], r["message"]) if part) for r in records
     ]
     assert "\x1b" not in result.stdout
 
@@ -128,7 +128,7 @@ def test_timestamps_and_wide_output_show_time_level_source_and_truncation(
     assert wide[0].split()[:4] == [
         first["time"],
         first["level"],
-        f"{first['pod']}/{first['container']}",
+        f"{first['pod']}/{first['container']}" if first["container"] else first["pod"],
         first["executionId"] or "-",
     ]
 

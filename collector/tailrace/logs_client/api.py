@@ -54,16 +54,14 @@ def _error_message(response: httpx.Response) -> str:
         body = None
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
-    text = response.text.strip() if not response.is_stream_consumed else ""
-    return text[:200] or response.reason_phrase
+    return response.text.strip()[:200] or response.reason_phrase
 
 
 def check(response: httpx.Response, conn: connection.Connection, what: str) -> None:
     """Raise the failure an error answer stands for; return on success."""
     if response.is_success:
         return
-    if response.is_stream_consumed is False:
-        response.read()
+    response.read()  # a streamed answer (a follow) has not read its error body yet
     status = response.status_code
     message = _error_message(response)
     if status == 401:

@@ -107,7 +107,7 @@ class Follower:
                     self._say(f"the server ended the stream{': ' + reason if reason else ''}")
                     return True
                 if event.event in _RECORD_EVENTS and event.data:
-                    self._show(event.id, orjson.loads(event.data))
+                    self._show(event.id, _record(event.data))
                 elif event.event == "error":
                     self._say(f"the server reports: {_reason(event.data)}")
         return False
@@ -157,6 +157,15 @@ class Follower:
                 )
             self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+def _record(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise failures.Unavailable(
+            f"the server sent an event that is not a JSON record: {err}"
+        ) from err
 
 
 def _reason(data: str) -> str:

@@ -77,12 +77,14 @@ class Renderer:
         container = str(record.get("container") or "")
         truncated = bool(record.get("truncated"))
         level_style = _LEVEL_STYLES.get(level, "")
+        # The server's own pod events (stream "system") belong to the pod, not to a container.
+        source = f"{pod}/{container}" if container else pod
         if self._output == "wide":
             execution = record.get("executionId") or "-"
             parts = [
                 str(record.get("time", "")),
                 self._paint(level_style, f"{level:<5}"),
-                self._paint(pod_style(pod), f"{pod}/{container}"),
+                self._paint(pod_style(pod), source),
                 str(execution),
                 self._paint(level_style, message),
             ]
@@ -93,7 +95,7 @@ class Renderer:
         if self._timestamps:
             parts.append(str(record.get("time", "")))
         if self._prefix:
-            parts.append(self._paint(pod_style(pod), f"{pod} {container}"))
+            parts.append(self._paint(pod_style(pod), f"{pod} {container}" if container else pod))
         parts.append(self._paint(level_style, message))
         if truncated and self._colour:
             # Plain text stays exactly the message, as kubectl prints it; a terminal gets a hint.
