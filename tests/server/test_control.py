@@ -289,3 +289,16 @@ async def test_body_over_the_limit_is_413(make_server: Any) -> None:
     assert response.status_code == 413
     assert response.json()["error_code"] == "body_too_large"
     assert response.json()["details"] == {"limitBytes": 1024}
+
+
+async def test_changing_the_selector_releases_pods_it_no_longer_matches(server: Running) -> None:
+    await server.http.put("/v1/namespaces/ns/pods/hello-1", json=pod_object("hello-1"))
+    first = await server.http.put(WORKLOAD, json=_function({"selector": SELECTOR}))
+    assert first.json()["pods"] == ["hello-1"]
+    narrowed = {"matchLabels": {"app": "hello", "tier": "web"}}
+    second = await server.http.put(WORKLOAD, json=_function({"selector": narrowed}))
+    assert second.json()["pods"] == []
+    assert server.ctx is not None
+    pod = await server.ctx.store.get_pod("ns", "hello-1")
+    assert pod is not None
+    assert pod.workload is None

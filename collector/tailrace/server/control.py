@@ -312,7 +312,9 @@ class Control:
         for pod in pods:
             owner = _claimed_by(pod.obj or {"metadata": {"labels": pod.labels}}, workloads)
             key = owner.key if owner is not None else None
-            if key != pod.workload and key is not None:
+            if key != pod.workload:
+                # A selector that no longer claims a pod releases it; records already stored
+                # keep the workload they were attributed to when they arrived.
                 pod.workload = key
                 await self.ctx.store.put_pod(pod)
         return pods
