@@ -19,11 +19,12 @@ COPY pyproject.toml README.md ./
 COPY collector/ collector/
 COPY operator/ operator/
 
-# Bytecode is compiled here because at run time the root filesystem is read-only.
+# Bytecode is compiled here, hash-based so it stays valid whatever the copied mtimes, because at
+# run time the root filesystem is read-only.
 RUN python -m pip wheel --wheel-dir /wheels . \
  && python -m venv /opt/tailrace \
  && /opt/tailrace/bin/pip install --no-index --find-links /wheels tailrace \
- && /opt/tailrace/bin/python -m compileall -q /opt/tailrace/lib \
+ && /opt/tailrace/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/tailrace/lib \
  && /opt/tailrace/bin/tailrace --version
 
 # --- final: the slim base, the venv, an unprivileged user -----------------------------------------
