@@ -3,13 +3,13 @@
 
 import * as api from "./api.js";
 import { LiveTail } from "./live.js";
+import { row } from "./rows.js";
 
 const PAGE = 200; // lines per search page
 const FOLLOW_TAIL = 100; // lines a fresh follow starts with
 const MAX_ROWS = 5000; // oldest rows leave the page beyond this while following
 const MAX_PAUSED = 10000; // lines held while paused before the stream is dropped (and resumed)
 const STATS_EVERY_MS = 10000;
-const LONG_MESSAGE = 600; // characters; longer messages are folded to a few lines until clicked
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -116,54 +116,6 @@ function scope() {
 }
 
 // ---- rows ----
-
-function cell(className, text) {
-  const td = document.createElement("td");
-  td.className = className;
-  if (text !== undefined) td.textContent = text;
-  return td;
-}
-
-function row(record) {
-  const tr = document.createElement("tr");
-  tr.dataset.id = record.id;
-  tr.className = `lvl-${record.level}`;
-  const time = record.time || "";
-  const timeCell = cell("time", `${time.slice(0, 10)} ${time.slice(11, 23)}`);
-  timeCell.title = time;
-  tr.append(timeCell, cell("level", record.level));
-  tr.append(cell("source", `${record.pod}/${record.container}`));
-  const exec = cell("execution");
-  if (record.executionId) {
-    const link = document.createElement("a");
-    link.href = "#";
-    link.className = "execution";
-    link.textContent = record.executionId;
-    link.title = "show only this execution";
-    link.dataset.execution = record.executionId;
-    exec.append(link);
-  }
-  tr.append(exec);
-  const message = cell("message");
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = record.message;
-  if (record.message.length > LONG_MESSAGE) {
-    text.classList.add("folded");
-    text.title = `${record.message.length} characters: click to unfold`;
-  }
-  message.append(text);
-  if (record.truncated) {
-    tr.classList.add("truncated");
-    const badge = document.createElement("span");
-    badge.className = "badge";
-    badge.textContent = "truncated";
-    badge.title = "longer than the workload's maxLineBytes: the end of the line was cut";
-    message.append(badge);
-  }
-  tr.append(message);
-  return tr;
-}
 
 function remember(record) {
   if (state.shown.has(record.id)) return false;
