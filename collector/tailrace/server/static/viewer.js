@@ -333,6 +333,8 @@ let renderScheduled = false;
 // Records arrive one by one; the page is updated once per frame.
 function queueRender(record) {
   renderQueue.push(record);
+  // A hidden tab runs no animation frames: keep only what the page could show anyway.
+  if (renderQueue.length > MAX_ROWS) renderQueue.splice(0, renderQueue.length - MAX_ROWS);
   if (renderScheduled) return;
   renderScheduled = true;
   requestAnimationFrame(() => {
