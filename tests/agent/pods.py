@@ -81,3 +81,70 @@ class Container:
 
     def delete_pod(self) -> None:
         shutil.rmtree(self.folder.parent)
+
+
+class Writer:
+    """Writes numbered lines to a container's log at a steady pace, rotating as told, in a thread.
+
+    `rotate_every` lines, the file is rotated with `how` ("rename", "copytruncate" or "gzip":
+    rename, then compress the rotated file and delete it, as kubelet does).
+    """
+
+    def __init__(
+        self,
+        container: Container,
+        total: int,
+        per_burst: int = 50,
+        pause_s: float = 0.005,
+        rotate_every: int = 0,
+        how: str = "rename",
+        keep_rotated: int = 3,
+        prefix: str = "w",
+    ) -> None:
+        import threading
+
+        self.container = container
+        self.total = total
+        self.per_burst = per_burst
+        self.pause_s = pause_s
+        self.rotate_every = rotate_every
+        self.how = how
+        self.keep_rotated = keep_rotated
+        self.prefix = prefix
+        self.sent: list[str] = []
+        self.rotations = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 60.0) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "writer did not finish"
+
+    def _run(self) -> None:
+        import time
+
+        n = 0
+        since_rotation = 0
+        rotated: list[Path] = []
+        while n < self.total:
+            count = min(self.per_burst, self.total - n)
+            self.sent += self.container.write_lines(n, count, prefix=self.prefix)
+            n += count
+            since_rotation += count
+            if self.rotate_every and since_rotation >= self.rotate_every and n < self.total:
+                since_rotation = 0
+                self.rotations += 1
+                stamp = f"20240101-{self.rotations:06d}"
+                if self.how == "copytruncate":
+                    rotated.append(self.container.copytruncate(stamp))
+                else:
+                    path = self.container.rotate(stamp)
+                    if self.how == "gzip":
+                        path = self.container.compress(path)
+                    rotated.append(path)
+                while len(rotated) > self.keep_rotated:
+                    rotated.pop(0).unlink()
+            time.sleep(self.pause_s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 VERSION = 1
 FILE_NAME = "checkpoints.json"
+RETIRED_DAYS = 7
 HEAD_BYTES = 64  # a file's first bytes tell a reused inode from the file that was checkpointed
 
 
@@ -53,6 +55,9 @@ class Checkpoints:
         self._entries: dict[str, Entry] = {}
         self._dirty = False
         self.saved_at = 0.0
+        # Generations of forgotten sources: a reused inode must not reuse a key the server knows
+        # (its high-water mark would swallow the new file's first bytes). Kept RETIRED_DAYS.
+        self._retired: dict[tuple[int, int], tuple[int, float]] = {}
 
     def load(self) -> None:
         try:
@@ -69,6 +74,13 @@ class Checkpoints:
         entries = document.get("sources")
         if not isinstance(entries, list):
             raise CheckpointError(f"{self.path}: 'sources' is not a list")
+        for item in document.get("retired", []):
+            if (
+                isinstance(item, list)
+                and len(item) == 4
+                and all(isinstance(v, int | float) for v in item)
+            ):
+                self._retired[(int(item[0]), int(item[1]))] = (int(item[2]), float(item[3]))
         for item in entries:
             try:
                 entry = Entry(**_entry_fields(item))
@@ -145,19 +157,34 @@ class Checkpoints:
             return sum(len(e.pending) for e in self._entries.values() if not e.finishing)
 
     def forget(self, keys: set[str]) -> None:
+        now = time.time()
         with self._lock:
             for key in keys:
-                if self._entries.pop(key, None) is not None:
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    ident = (entry.dev, entry.inode)
+                    old = self._retired.get(ident, (-1, 0.0))[0]
+                    self._retired[ident] = (max(old, entry.generation), now)
                     self._dirty = True
+
+    def generation_floor(self, dev: int, inode: int) -> int:
+        """The lowest generation a new incarnation of this inode may use."""
+        with self._lock:
+            retired = self._retired.get((dev, inode))
+        return retired[0] + 1 if retired else 0
 
     def save(self, now: float = 0.0, force: bool = False) -> bool:
         """Write the file if anything changed; True when written."""
         with self._lock:
             if not (self._dirty or force):
                 return False
+            horizon = time.time() - RETIRED_DAYS * 86_400
+            for ident in [i for i, (_, at) in self._retired.items() if at < horizon]:
+                del self._retired[ident]
             document = {
                 "version": VERSION,
                 "sources": [_entry_document(e) for e in self._entries.values()],
+                "retired": [[d, i, g, round(at)] for (d, i), (g, at) in self._retired.items()],
             }
             self._dirty = False
         data = json.dumps(document, indent=1, sort_keys=True).encode()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -165,6 +166,8 @@ class FileSource:
         self.bytes_read = 0
         self.at_eof = False
         self.last_ts = 0
+        self.guard: Callable[[], bool] | None = None  # still the same file? (live files)
+        self.truncated = False
 
     # Reading.
 
@@ -173,6 +176,11 @@ class FileSource:
         data = self.reader.read(max_bytes or self.config.read_chunk_bytes)
         if not data:
             self.at_eof = True
+            return 0
+        if self.guard is not None and not self.guard():
+            # Truncated (copytruncate) between our reads: these bytes are the new content at our
+            # old offset, not the continuation. Drop them; the tailer starts a new generation.
+            self.truncated = True
             return 0
         self.at_eof = False
         self.read_offset += len(data)

@@ -94,3 +94,17 @@ def from_path(path: Path) -> LogFile | None:
     if pod is None or parsed is None:
         return None
     return LogFile(path, pod[0], pod[1], pod[2], path.parent.name, *parsed)
+
+
+def siblings(path: Path) -> list[LogFile]:
+    """The log files in the same container folder as `path`."""
+    found = []
+    try:
+        names = os.listdir(path.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for name in names:
+        log = from_path(path.parent / name)
+        if log is not None:
+            found.append(log)
+    return found

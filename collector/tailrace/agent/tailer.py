@@ -65,7 +65,8 @@ class Tailer:
         self.retire_after_s = retire_after_s
         self.files: dict[str, _File] = {}
         self.by_inode: dict[Identity, _File] = {}
-        self.done: set[Identity] = set()
+        # Files read to their end, with their size then: a different size means a reused inode.
+        self.done: dict[Identity, int] = {}
         self._recovered = False
         self.stats = metrics.TailerStats()  # totals of released sources
 
@@ -99,8 +100,9 @@ class Tailer:
                 tracked.current = current and not tracked.draining
                 tracked.size = st.st_size
                 continue
-            if ident in self.done:
+            if self.done.get(ident) == st.st_size:
                 continue
+            self.done.pop(ident, None)
             if lf.live:
                 self._open(lf, st, now, current)
             else:
@@ -113,11 +115,12 @@ class Tailer:
                 tracked.current = False  # deleted: read what is left through the descriptor
         if not self._recovered:
             self._recovered = True
-            self._recover(seen, [lf for lf, _ in rotated] + compressed)
+            self._recover([lf for lf, _ in rotated] + compressed)
         for tracked in list(self.by_inode.values()):
             if tracked.current:
-                self._check_truncation(tracked, found, now)
-        self.done &= seen
+                self._check_truncation(tracked, now)
+        for ident in [i for i in self.done if i not in seen]:
+            del self.done[ident]
         self.state.forget(
             {e.key for e in self.state.entries() if e.done and (e.dev, e.inode) not in seen}
         )
@@ -134,18 +137,18 @@ class Tailer:
             return
         head = os.pread(fd, checkpoints.HEAD_BYTES, 0)
         entry = self.state.find(*ident)
-        generation, offset, acked = 0, 0, 0
+        generation, offset, acked = self.state.generation_floor(*ident), 0, 0
         if entry is not None:
             known = bytes.fromhex(entry.head)
             same_file = head[: len(known)] == known
             if not same_file:
-                generation = entry.generation + 1  # a reused inode
+                generation = max(generation, entry.generation + 1)  # a reused inode
             elif opened.st_size < entry.resume:
-                generation = entry.generation + 1  # truncated while the agent was away
+                generation = max(generation, entry.generation + 1)  # truncated while away
                 self.metrics.rotations.labels("copytruncate").inc()
             elif entry.done and opened.st_size == entry.resume:
                 os.close(fd)
-                self.done.add(ident)
+                self.done[ident] = opened.st_size
                 return
             else:
                 generation, offset, acked = entry.generation, entry.resume, entry.acked
@@ -192,6 +195,8 @@ class Tailer:
             )
         )
         tracked = _File(source, fd, current, last_data=now, head=head)
+        if current and fd >= 0:
+            source.guard = lambda: self._same_head(tracked)
         self.files[source.key] = tracked
         self.by_inode[ident] = tracked
         log.info(
@@ -243,10 +248,11 @@ class Tailer:
                 return candidate, size
         return None
 
-    def _recover(self, seen: set[Identity], candidates: list[layout.LogFile]) -> None:
+    def _recover(self, candidates: list[layout.LogFile]) -> None:
         """Finish checkpointed sources whose file is gone from a rotated copy or a .gz."""
         for entry in self.state.entries():
-            if entry.done or (entry.dev, entry.inode) in seen or not entry.head:
+            # Not done and not being read: its file is gone, or its inode now holds another file.
+            if entry.done or entry.key in self.files or not entry.head:
                 continue
             parsed = layout.from_path(Path(entry.path))
             if parsed is None:
@@ -277,22 +283,26 @@ class Tailer:
             self.metrics.rotations.labels("gzip" if copy.compressed else "rename").inc()
             log.info("finishing %s from %s", entry.path, copy.path, extra={"key": entry.key})
 
-    def _check_truncation(self, tracked: _File, found: list[layout.LogFile], now: float) -> None:
+    def _check_truncation(self, tracked: _File, now: float) -> None:
         source = tracked.source
         try:
             st = os.fstat(tracked.fd)
         except OSError:
             return
         tracked.size = st.st_size
-        truncated = st.st_size < source.read_offset
-        if not truncated and tracked.head:
-            truncated = os.pread(tracked.fd, len(tracked.head), 0) != tracked.head[: st.st_size]
-            truncated = truncated and st.st_size >= len(tracked.head)
-        if not truncated:
-            if len(tracked.head) < checkpoints.HEAD_BYTES and st.st_size > len(tracked.head):
-                tracked.head = os.pread(tracked.fd, checkpoints.HEAD_BYTES, 0)
-                self.state.set_head(source.key, tracked.head)
-            return
+        if st.st_size < source.read_offset or not self._same_head(tracked):
+            self._truncated(tracked, now)
+        elif len(tracked.head) < checkpoints.HEAD_BYTES and st.st_size > len(tracked.head):
+            tracked.head = os.pread(tracked.fd, checkpoints.HEAD_BYTES, 0)
+            self.state.set_head(source.key, tracked.head)
+
+    def _same_head(self, tracked: _File) -> bool:
+        head = tracked.head
+        return not head or os.pread(tracked.fd, len(head), 0) == head
+
+    def _truncated(self, tracked: _File, now: float) -> None:
+        """Copytruncate: finish this generation from the copy, start the next one at offset 0."""
+        source = tracked.source
         self.metrics.rotations.labels("copytruncate").inc()
         ident = (source.dev, source.inode)
         fd = tracked.fd
@@ -300,7 +310,11 @@ class Tailer:
         tracked.fd = -1
         tracked.current = False
         tracked.draining = True  # the inode lives on as the next generation
-        copy = self._find_copy(source.log, tracked.head, source.read_offset, found)
+        source.guard = None
+        source.truncated = False
+        copy = self._find_copy(
+            source.log, tracked.head, source.read_offset, layout.siblings(source.log.path)
+        )
         if copy is not None:
             source.reader = _reader_for(copy[0], source.read_offset)
             log.info(
@@ -336,6 +350,9 @@ class Tailer:
         for tracked in list(self.files.values()):
             source = tracked.source
             n = source.read(now)
+            if source.truncated:
+                self._truncated(tracked, now)
+                continue
             if n:
                 total += n
                 tracked.last_data = now
@@ -380,7 +397,7 @@ class Tailer:
         source.close()
         ident = (source.dev, source.inode)
         if not tracked.draining:
-            self.done.add(ident)
+            self.done[ident] = source.consumed
         self.files.pop(source.key, None)
         if self.by_inode.get(ident) is tracked:
             del self.by_inode[ident]
