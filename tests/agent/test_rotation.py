@@ -67,7 +67,8 @@ def test_file_rotated_and_compressed_while_the_agent_was_down_is_finished_from_t
     wait_all(ingest.servicer, len(sent))
     assert agent.terminate() == 0
     assert_exactly_once(ingest.servicer, sent)
-    assert "from" in agent.log_text() and ".gz" in agent.log_text()
+    assert "finishing" in agent.log_text()
+    assert ".gz" in agent.log_text()
 
 
 def test_deleted_pod_folder_is_read_to_its_end_and_released(
