@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without these flags Chromium tries to reach the internet (updates, field trials, sync).
@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+# Lines travel file -> agent -> server -> page; on a busy shared machine that can take a while.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")

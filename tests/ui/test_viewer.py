@@ -126,7 +126,7 @@ def test_follow_shows_new_lines_live_and_pause_holds_them_until_resume(
     expect(page.locator("#pause")).to_have_text("Resume")
     for i in range(4):
         fed.write(i, f"held line {i}")
-    expect(page.locator("#status")).to_have_text("paused, 4 new lines waiting", timeout=30_000)
+    expect(page.locator("#status")).to_have_text("paused, 4 new lines waiting")
     expect(page.locator("#rows tr", has_text="held line")).to_have_count(0)
 
     page.click("#pause")
@@ -143,7 +143,7 @@ def test_follow_shows_new_lines_live_and_pause_holds_them_until_resume(
     for i in range(3):
         fed.write(i, f"across the restart {i}")
     fed.server.start().wait_ready()
-    expect(page.locator("#rows tr", has_text="across the restart")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#rows tr", has_text="across the restart")).to_have_count(3)
     expect(page.locator("#status")).to_contain_text("live")
     ids = _row_ids(page)
     assert len(ids) == len(set(ids)), "a line was shown twice"
