@@ -221,14 +221,38 @@ class SQLiteStore:
         marks: dict[str, int] = {}
         duplicates = filtered = 0
         next_id = first_id = self._next_id
+        stored_type = base.StoredRecord
+        last_key: tuple[str, ...] | None = None
+        resolved: tuple[str, str, str] = ("", "", "")
+        rank: int | None = 0
+        pod_ref = workload_ref = 0
         for batch in batches:
             keyed = bool(batch.source_key)
             mark = self._mark(conn, batch.source_key) if keyed else -1
+            ends = batch.end_offsets
             for index, record in enumerate(batch.records):
-                if keyed and batch.end_offsets[index] <= mark:
+                if keyed and ends[index] <= mark:
                     duplicates += 1
                     continue
-                rank = attribution.resolve(record)
+                # Records of one batch share their pod and workload: resolve them once.
+                key = (
+                    record.namespace,
+                    record.pod,
+                    record.pod_uid,
+                    record.kind,
+                    record.workload,
+                    record.workload_uid,
+                )
+                if key != last_key:
+                    last_key = key
+                    rank = attribution.resolve(record)
+                    resolved = (record.kind, record.workload, record.workload_uid)
+                    pod_ref = refs.pod(conn, record.namespace, record.pod)
+                    workload_ref = refs.workload(
+                        conn, record.namespace, record.kind, record.workload
+                    )
+                else:
+                    record.kind, record.workload, record.workload_uid = resolved
                 level = _LEVEL_RANK.get(record.level, 2)
                 if rank is None or level < rank:
                     filtered += 1
@@ -240,9 +264,9 @@ class SQLiteStore:
                         record.ts_ns,
                         now,
                         record.namespace,
-                        record.kind,
-                        record.workload,
-                        record.workload_uid,
+                        resolved[0],
+                        resolved[1],
+                        resolved[2],
                         record.pod,
                         record.pod_uid,
                         record.container,
@@ -255,12 +279,17 @@ class SQLiteStore:
                         orjson.dumps(record.attrs) if record.attrs else None,
                         record.source,
                         record.flags,
-                        len(message.encode()),
-                        refs.pod(conn, record.namespace, record.pod),
-                        refs.workload(conn, record.namespace, record.kind, record.workload),
+                        len(message) if message.isascii() else len(message.encode()),
+                        pod_ref,
+                        workload_ref,
                     )
                 )
-                stored.append(base.stamp(record, next_id, now))
+                if type(record) is stored_type:
+                    record.id = next_id
+                    record.received_ns = now
+                    stored.append(record)
+                else:
+                    stored.append(base.stamp(record, next_id, now))
                 next_id += 1
             if not keyed:
                 continue
