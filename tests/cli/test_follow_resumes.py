@@ -53,10 +53,10 @@ def test_follow_across_a_server_restart_resumes_with_no_gap_and_no_repeat(
         )
         out, err = _Lines(client.stdout), _Lines(client.stderr)
         try:
-            processes.wait_until(lambda: len(out.lines) >= 10)
+            processes.wait_until(lambda: len(out.lines) >= 10, timeout_s=60)
             for i in range(10, 20):
                 fed.write(i, f"before the restart {i}")
-            processes.wait_until(lambda: len(out.lines) >= 20)
+            processes.wait_until(lambda: len(out.lines) >= 20, timeout_s=60)
 
             fed.server.stop()
             for i in range(20, 30):
@@ -67,7 +67,7 @@ def test_follow_across_a_server_restart_resumes_with_no_gap_and_no_repeat(
             fed.wait_stored(40)
             processes.wait_until(lambda: len(out.lines) >= 40, timeout_s=60)
             fed.write(40, "the last line")
-            processes.wait_until(lambda: "the last line" in out.lines[-1], timeout_s=30)
+            processes.wait_until(lambda: "the last line" in out.lines[-1], timeout_s=60)
 
             printed = [json.loads(line) for line in out.lines]
             stored = fed.records()
@@ -123,10 +123,10 @@ def test_follow_with_tail_and_level_prints_the_last_matching_lines_then_new_ones
         )
         out = _Lines(client.stdout)
         try:
-            processes.wait_until(lambda: len(out.lines) >= 2)
+            processes.wait_until(lambda: len(out.lines) >= 2, timeout_s=60)
             fed.write(0, "just information")
             fed.write(1, "ERROR a new failure", stream="stderr")
-            processes.wait_until(lambda: len(out.lines) >= 3)
+            processes.wait_until(lambda: len(out.lines) >= 3, timeout_s=60)
             assert out.lines == [r["message"] for r in last_errors] + ["ERROR a new failure"]
         finally:
             client.send_signal(signal.SIGINT)
