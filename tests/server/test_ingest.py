@@ -80,9 +80,7 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 async def test_good_batch_is_stored_acked_and_published(
     harness: Harness, stub: ingest_pb2_grpc.IngestStub
 ) -> None:
-    reply = await stub.Push(
-        ingest_pb2.PushRequest(batches=[batch(["one", "two"])]), metadata=AUTH
-    )
+    reply = await stub.Push(ingest_pb2.PushRequest(batches=[batch(["one", "two"])]), metadata=AUTH)
     assert reply.stored == 2
     assert reply.duplicates == 0
     assert [(a.key, a.durable_offset) for a in reply.acks] == [("node/1:2:0", 8)]
@@ -147,7 +145,9 @@ async def test_malformed_batch_is_rejected_and_nothing_is_stored(
     assert harness.published == []
 
 
-@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)])
+@pytest.mark.parametrize(
+    "metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)]
+)
 async def test_missing_or_bad_token_is_unauthenticated(
     harness: Harness, stub: ingest_pb2_grpc.IngestStub, metadata: tuple[tuple[str, str], ...]
 ) -> None:
