@@ -27,8 +27,15 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from tailrace import conventions, records
-from tailrace.server.storage import base, postgres_retention, postgres_schema, postgres_sql
+from tailrace import records
+from tailrace.server.storage import (
+    base,
+    postgres_feed,
+    postgres_ingest,
+    postgres_retention,
+    postgres_schema,
+    postgres_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,6 @@ DEFAULT_POOL_MAX: Final = 8
 # A live-tail watcher polls at least this often even when no notification arrives, so a dropped
 # notification (or one from an aborted transaction's neighbour) delays a record, never loses it.
 WATCH_POLL_S: Final = 1.0
-WATCH_BATCH: Final = 2_000
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -236,77 +242,20 @@ class PostgresStore:
         days = {postgres_schema.day_of(r.ts_ns) for b in batches for r in b.records}
         await self._ensure_partitions(days)
         try:
-            return await self._run(lambda conn: self._append(conn, batches))
+            return await self._run(
+                lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
+            )
         except psycopg.errors.CheckViolation:
             # A partition was dropped by another replica's retention since we cached it.
             self._partitions.clear()
             await self._ensure_partitions(days)
-            return await self._run(lambda conn: self._append(conn, batches))
+            return await self._run(
+                lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
+            )
 
     async def append_records(self, records: Sequence[base.NewRecord]) -> list[base.StoredRecord]:
         result = await self.append([base.IngestBatch("", list(records), [], 0)])
         return result.stored
-
-    async def _append(
-        self, conn: psycopg.AsyncConnection[Any], batches: Sequence[base.IngestBatch]
-    ) -> base.AppendResult:
-        now = self._clock()
-        keys = sorted({b.source_key for b in batches if b.source_key})
-        async with conn.transaction():
-            marks = await _lock_marks(conn, keys)
-            before = dict(marks)
-            attribution = _Attribution(conn)
-            kept: list[base.NewRecord] = []
-            drops: list[tuple[Any, ...]] = []
-            duplicates = filtered = 0
-            for batch in batches:
-                keyed = bool(batch.source_key)
-                mark = marks.get(batch.source_key, 0) if keyed else -1
-                for index, record in enumerate(batch.records):
-                    if keyed and batch.end_offsets[index] <= mark:
-                        duplicates += 1
-                        continue
-                    hit, rank = attribution.known(record)
-                    if not hit:
-                        rank = await attribution.resolve(record)
-                    if rank is None or conventions.LEVEL_RANK.get(record.level, 2) < rank:
-                        filtered += 1
-                        continue
-                    kept.append(record)
-                if not keyed:
-                    continue
-                new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
-                if batch.dropped_lines and new_mark > mark:
-                    drops.append(await _drop_row(attribution, batch))
-                marks[batch.source_key] = new_mark
-            stored: list[base.StoredRecord] = []
-            if kept:
-                cursor = await conn.execute("SELECT allocate_ids(%s)", (len(kept),))
-                row = await cursor.fetchone()
-                assert row is not None
-                first_id = int(row[0])
-                stored = [base.stamp(record, first_id + i, now) for i, record in enumerate(kept)]
-                async with conn.cursor().copy(
-                    f"COPY records ({', '.join(postgres_sql.COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(list(postgres_sql.COPY_TYPES))
-                    for record in stored:
-                        await copy.write_row(postgres_sql.copy_row(record))
-            if drops:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO drops VALUES (%s, %s, %s, %s, %s, %s, %s)", drops
-                    )
-            changed = [(key, mark, now) for key, mark in marks.items() if mark != before.get(key)]
-            if changed:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "UPDATE sources SET durable_offset = %s, updated_ns = %s WHERE key = %s",
-                        [(mark, ts, key) for key, mark, ts in changed],
-                    )
-            if stored:
-                await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-        return base.AppendResult(stored, duplicates, {k: marks[k] for k in keys}, filtered)
 
     async def durable_offsets(self, keys: Sequence[str]) -> dict[str, int]:
         rows = await self._fetch(
@@ -323,7 +272,7 @@ class PostgresStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[base.StoredRecord]:
             watermark = None
             if query.after_id is not None:
-                watermark = await _watermark(conn)
+                watermark = await postgres_feed.watermark(conn)
             statement, params = postgres_sql.select(query, watermark)
             cursor = await conn.execute(statement.encode(), params)
             return [postgres_sql.from_row(row) for row in await cursor.fetchall()]
@@ -348,19 +297,19 @@ class PostgresStore:
             f"sum(size), max(ts_ns) FROM records {postgres_sql.where(terms)} "
             "GROUP BY level, container, execution_id, namespace, kind, workload, pod"
         )
-        drop_terms, drop_params = _drops_filters(query)
+        drop_terms, drop_params = postgres_sql.drops_filters(query)
         drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops {postgres_sql.where(drop_terms)}"
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> base.Stats:
             groups = await (await conn.execute(statement.encode(), params)).fetchall()
             dropped = await (await conn.execute(drops_sql.encode(), drop_params)).fetchone()
-            return _stats(groups, int(dropped[0]) if dropped else 0)
+            return postgres_sql.stats(groups, int(dropped[0]) if dropped else 0)
 
         return await self._run(work)
 
     async def last_id(self) -> int:
         """The highest id below which no record can still appear (see `safe_watermark`)."""
-        return await self._run(_watermark)
+        return await self._run(postgres_feed.watermark)
 
     async def watch(self, after_id: int) -> AsyncIterator[list[base.StoredRecord]]:
         """Records with id above `after_id`, in id order, as replicas commit them; forever.
@@ -383,10 +332,12 @@ class PostgresStore:
                             sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
                         )
                     while True:
-                        found, last = await self._run(functools.partial(_read_feed, last=last))
+                        found, last = await self._run(
+                            functools.partial(postgres_feed.read, last=last)
+                        )
                         if found:
                             yield found
-                        if len(found) < WATCH_BATCH:
+                        if len(found) < postgres_feed.BATCH:
                             break
                     async for _ in listener.notifies(timeout=WATCH_POLL_S, stop_after=1):
                         pass
@@ -564,157 +515,6 @@ class PostgresStore:
 # -- transaction pieces ---------------------------------------------------------------------------
 
 
-async def _watermark(conn: psycopg.AsyncConnection[Any]) -> int:
-    cursor = await conn.execute("SELECT safe_watermark()")
-    row = await cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-async def _read_feed(
-    conn: psycopg.AsyncConnection[Any], last: int
-) -> tuple[list[base.StoredRecord], int]:
-    """Records in (last, watermark], at most WATCH_BATCH, and the id read up to."""
-    watermark = await _watermark(conn)
-    if watermark <= last:
-        return [], last
-    # A new statement, hence a new snapshot: every block below the watermark is visible now.
-    cursor = await conn.execute(
-        f"SELECT {postgres_sql.SELECT_COLUMNS} FROM records WHERE id > %s AND id <= %s "
-        "ORDER BY id LIMIT %s",
-        (last, watermark, WATCH_BATCH),
-    )
-    found = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
-    if len(found) == WATCH_BATCH:
-        return found, found[-1].id
-    return found, watermark
-
-
-async def _lock_marks(conn: psycopg.AsyncConnection[Any], keys: list[str]) -> dict[str, int]:
-    """Lock the high-water mark rows of `keys` (in key order, so appends never deadlock)."""
-    if not keys:
-        return {}
-    async with conn.cursor() as cur:
-        await cur.execute(
-            "INSERT INTO sources (key, durable_offset, updated_ns) "
-            "SELECT k, 0, 0 FROM unnest(%s::text[]) AS k ORDER BY k ON CONFLICT (key) DO NOTHING",
-            (keys,),
-        )
-        await cur.execute(
-            "SELECT key, durable_offset FROM sources WHERE key = ANY(%s) ORDER BY key FOR UPDATE",
-            (keys,),
-        )
-        return {key: int(mark) for key, mark in await cur.fetchall()}
-
-
-class _Attribution:
-    """Resolves each record's workload (and what its spec admits) once per pod per append."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._conn = conn
-        self._pods: dict[tuple[str, str, str], tuple[str, str] | None] = {}
-        self._workloads: dict[tuple[str, str, str], tuple[str, int | None] | None] = {}
-        # Per (namespace, pod, pod_uid, kind, workload, workload_uid) as a record arrives: what
-        # `resolve` filled in and returned, so the records after the first skip the awaits.
-        self._seen: dict[tuple[str, ...], tuple[str, str, str, int | None]] = {}
-
-    def known(self, record: base.NewRecord) -> tuple[bool, int | None]:
-        """`resolve` without I/O for a record like one seen before: (False, 0) otherwise."""
-        seen = self._seen.get(
-            (
-                record.namespace,
-                record.pod,
-                record.pod_uid,
-                record.kind,
-                record.workload,
-                record.workload_uid,
-            )
-        )
-        if seen is None:
-            return False, 0
-        record.kind, record.workload, record.workload_uid, rank = seen
-        return True, rank
-
-    async def resolve(self, record: base.NewRecord) -> int | None:
-        """Fill the record's workload fields; the lowest level rank it admits (None: nothing)."""
-        arrived = (
-            record.namespace,
-            record.pod,
-            record.pod_uid,
-            record.kind,
-            record.workload,
-            record.workload_uid,
-        )
-        rank = await self._resolve(record)
-        self._seen[arrived] = (record.kind, record.workload, record.workload_uid, rank)
-        return rank
-
-    async def _resolve(self, record: base.NewRecord) -> int | None:
-        if not record.kind:
-            owner = await self._owner(record.namespace, record.pod, record.pod_uid)
-            if owner is None:
-                return 0
-            record.kind, record.workload = owner
-        found = await self._workload((record.namespace, record.kind, record.workload))
-        if found is None:
-            return 0
-        uid, rank = found
-        if not record.workload_uid:
-            record.workload_uid = uid
-        return rank
-
-    async def _owner(self, namespace: str, pod: str, pod_uid: str) -> tuple[str, str] | None:
-        key = (namespace, pod, pod_uid)
-        if key not in self._pods:
-            cursor = await self._conn.execute(
-                "SELECT uid, workload_kind, workload_name FROM pods "
-                "WHERE namespace = %s AND name = %s",
-                (namespace, pod),
-            )
-            row = await cursor.fetchone()
-            owner = None
-            if row and row[1] and (not row[0] or not pod_uid or row[0] == pod_uid):
-                owner = (row[1], row[2])
-            self._pods[key] = owner
-        return self._pods[key]
-
-    async def _workload(self, key: tuple[str, str, str]) -> tuple[str, int | None] | None:
-        if key not in self._workloads:
-            cursor = await self._conn.execute(
-                "SELECT uid, spec FROM workloads WHERE namespace = %s AND kind = %s AND name = %s",
-                key,
-            )
-            row = await cursor.fetchone()
-            self._workloads[key] = (
-                (row[0], base.admitted_rank(orjson.loads(row[1]))) if row else None
-            )
-        return self._workloads[key]
-
-
-async def _drop_row(attribution: _Attribution, batch: base.IngestBatch) -> tuple[Any, ...]:
-    probe = base.NewRecord(
-        ts_ns=0,
-        namespace=batch.namespace,
-        pod=batch.pod,
-        container=batch.container,
-        stream="stdout",
-        level="INFO",
-        message="",
-        kind=batch.kind,
-        workload=batch.workload,
-        pod_uid=batch.pod_uid,
-    )
-    await attribution.resolve(probe)
-    return (
-        probe.namespace,
-        probe.kind,
-        probe.workload,
-        probe.pod,
-        probe.pod_uid,
-        probe.container,
-        batch.dropped_lines,
-    )
-
-
 async def _assign(
     conn: psycopg.AsyncConnection[Any],
     namespace: str,
@@ -742,62 +542,6 @@ async def _assign(
         [workload.kind, workload.name, namespace, pod, *extra],
     )
     return updated
-
-
-def _drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
-    terms: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("namespace", query.namespace),
-        ("kind", query.kind),
-        ("workload", query.workload),
-        ("pod", query.pod),
-    ):
-        if value is not None:
-            terms.append(f"{column} = %s")
-            params.append(value)
-    if query.containers:
-        terms.append("container = ANY(%s)")
-        params.append(list(query.containers))
-    return terms, params
-
-
-def _stats(groups: Iterable[tuple[Any, ...]], dropped: int) -> base.Stats:
-    by: dict[str, dict[str, int]] = {
-        name: {} for name in ("level", "container", "execution", "namespace", "workload", "pod")
-    }
-    total = truncated = split = size = 0
-    last: int | None = None
-    for level, container, execution, namespace, kind, workload, pod, n, t, s, b, ts in groups:
-        total += n
-        truncated += t
-        split += s
-        size += int(b)
-        last = ts if last is None else max(last, ts)
-        for name, key in (
-            ("level", level),
-            ("container", container),
-            ("execution", execution),
-            ("namespace", namespace),
-            ("workload", f"{kind}/{workload}" if kind else ""),
-            ("pod", pod),
-        ):
-            if key:
-                by[name][key] = by[name].get(key, 0) + n
-    return base.Stats(
-        total=total,
-        by_level=by["level"],
-        by_container=by["container"],
-        by_execution=by["execution"],
-        by_namespace=by["namespace"],
-        by_workload=by["workload"],
-        truncated_lines=truncated,
-        split_lines=split,
-        dropped_lines=dropped,
-        last_ts_ns=last,
-        bytes=size,
-        by_pod=by["pod"],
-    )
 
 
 _WORKLOAD_COLUMNS: Final = "namespace, kind, name, uid, spec, generation, created_ns, deleted"
