@@ -101,3 +101,10 @@ async def test_retention_with_a_broken_spec_keeps_everything(store: Any) -> None
     )
     await store.append([samples.batch("s", [hello("x", ts_ns=0)])])
     assert await store.apply_retention(T0) == 0
+
+
+async def test_totals_follow_appends_and_deletes(store: Any) -> None:
+    await store.append([samples.batch("s", [hello("abc"), hello("dé")])])
+    assert await base.totals(store) == base.Totals(2, 3 + 3)
+    await store.delete(base.Query(text="abc"))
+    assert await base.totals(store) == base.Totals(1, 3)

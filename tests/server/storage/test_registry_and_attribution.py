@@ -116,3 +116,4 @@ async def test_data_survives_a_restart_of_the_store(backend: Any, tmp_path: Path
         assert again.stored[0].id > last >= first.stored[-1].id
         assert (await store.meta())["instance_id"] == instance
         assert (await store.query(base.Query(text="c")))[0].message == "c"
+        assert (await base.totals(store)).rows == 2

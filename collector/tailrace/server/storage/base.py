@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from tailrace import conventions
 
@@ -273,6 +273,14 @@ def check_query(query: Query) -> None:
             raise InvalidQuery(f"the search text has more than {MAX_TEXT_TOKENS} words")
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """How much the store holds: cheap to read (kept up to date by every write)."""
+
+    rows: int
+    bytes: int  # UTF-8 bytes of messages, as `Stats.bytes`
+
+
 class Store(Protocol):
     """Durable log storage. Every method is safe to call concurrently from one event loop."""
 
@@ -342,3 +350,19 @@ class Store(Protocol):
 
     async def meta(self) -> Mapping[str, str]:
         """Small key/value facts about the store (schema version, instance id, created time)."""
+
+
+@runtime_checkable
+class KeepsTotals(Protocol):
+    """A store that can say how much it holds without a scan (sqlite, memory)."""
+
+    async def totals(self) -> Totals: ...
+
+
+async def totals(store: Store) -> Totals:
+    """Rows and message bytes in the whole store: cheap where the backend keeps them (metrics
+    scrapes call this), a full `stats` scan otherwise."""
+    if isinstance(store, KeepsTotals):
+        return await store.totals()
+    everything = await store.stats(Query())
+    return Totals(everything.total, everything.bytes)

@@ -219,6 +219,10 @@ class MemoryStore:
         self._check_open()
         return self._next_id - 1
 
+    async def totals(self) -> base.Totals:
+        self._check_open()
+        return base.Totals(len(self._records), sum(r.size for r in self._records))
+
     # -- registry -------------------------------------------------------------------------------
 
     async def put_workload(self, workload: base.Workload) -> None:

@@ -126,6 +126,13 @@ class SQLiteStore:
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
         # next_id survives deleting the newest records, so ids never go back (live-tail cursors).
         self._next_id = max(int(stored_next[0]) if stored_next else 1, max_id + 1)
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'rows'").fetchone() is None:
+            rows, size = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM records"
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO meta VALUES ('rows', ?), ('bytes', ?)", (str(rows), str(size))
+            )
         conn.execute("COMMIT")
         self._writer = conn
 
@@ -329,6 +336,7 @@ class SQLiteStore:
                 (first_id, next_id),
             )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
+            _add_totals(conn, len(rows), sum(row[19] for row in rows))
         if drops:
             conn.executemany("INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?)", drops)
         if marks:
@@ -407,6 +415,13 @@ class SQLiteStore:
 
     async def last_id(self) -> int:
         return await self._write(lambda conn: self._next_id - 1)
+
+    async def totals(self) -> base.Totals:
+        def work(conn: sqlite3.Connection) -> base.Totals:
+            found = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('rows', 'bytes')"))
+            return base.Totals(int(found.get("rows", 0)), int(found.get("bytes", 0)))
+
+        return await self._read(work)
 
     # -- deleting -------------------------------------------------------------------------------
 
@@ -807,6 +822,14 @@ class _Attribution:
         return self._workloads[key]
 
 
+def _add_totals(conn: sqlite3.Connection, rows: int, size: int) -> None:
+    conn.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + "
+        "(CASE key WHEN 'rows' THEN ? ELSE ? END) WHERE key IN ('rows', 'bytes')",
+        (rows, size),
+    )
+
+
 def _delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -> int:
     conn.execute("BEGIN IMMEDIATE")
     ids = [(row[0],) for row in conn.execute(select, params)]
@@ -819,8 +842,12 @@ def _delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) 
             "INSERT INTO records_fts (records_fts, rowid, message) "
             "SELECT 'delete', id, message FROM records WHERE id IN (SELECT id FROM doomed)"
         )
+        (size,) = conn.execute(
+            "SELECT coalesce(sum(size), 0) FROM records WHERE id IN (SELECT id FROM doomed)"
+        ).fetchone()
         conn.execute("DELETE FROM records WHERE id IN (SELECT id FROM doomed)")
         conn.execute("DELETE FROM doomed")
+        _add_totals(conn, -len(ids), -size)
     conn.execute("COMMIT")
     return len(ids)
 
