@@ -147,3 +147,12 @@ async def test_an_unreachable_server_is_reported_as_store_unavailable() -> None:
     store = storage.open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
     with pytest.raises(base.StoreUnavailable):
         await store.open()
+
+
+async def test_a_nul_byte_in_a_line_is_stored_as_a_replacement_character(
+    store: postgres.PostgresStore,
+) -> None:
+    result = await store.append([samples.batch("s", [samples.record("bin\x00ary tail")])])
+    assert len(result.stored) == 1
+    (found,) = await store.query(base.Query(text="tail"))
+    assert found.message == "bin\ufffdary tail"

@@ -97,6 +97,11 @@ def level_rank(level: str) -> int:
     return conventions.LEVEL_RANK.get(level, conventions.LEVEL_RANK["INFO"])
 
 
+def _text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; a log line may (binary garbage). U+FFFD keeps its place.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def copy_row(record: base.StoredRecord) -> tuple[Any, ...]:
     return (
         record.id,
@@ -115,9 +120,9 @@ def copy_row(record: base.StoredRecord) -> tuple[Any, ...]:
         # Stored levels are the known names; anything else reads back as INFO (as in SQLite).
         record.level if record.level in conventions.LEVEL_RANK else "INFO",
         level_rank(record.level),
-        record.message,
+        _text(record.message),
         search_text(record.message),
-        record.execution_id,
+        _text(record.execution_id),
         orjson.dumps(record.attrs).decode() if record.attrs else "{}",
         record.source,
         record.flags,
