@@ -61,6 +61,12 @@ async def test_tokens_allowed_in_the_namespace_read(guarded: Running, token: str
     assert response.text == "secret\n"
 
 
+async def test_reading_all_namespaces_needs_a_token_for_all(guarded: Running) -> None:
+    assert (await guarded.http.get("/v1/logs", headers=_bearer("ns-reader"))).status_code == 403
+    allowed = await guarded.http.get("/v1/logs", headers=_bearer("all-reader"))
+    assert allowed.text == "secret\n"
+
+
 async def test_health_and_metrics_are_open(guarded: Running) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert (await guarded.http.get(path)).status_code == 200

@@ -190,3 +190,11 @@ async def test_pod_records_are_attributed_by_selector_without_agent_workload(
     await server.push([Line("node mode line", T0)], Source(pod="node-pod", workload=""))
     messages = await _messages(server, stream="stdout")
     assert messages == ["node mode line"]
+
+
+async def test_namespace_and_global_routes_widen_the_scope(loaded: Running) -> None:
+    await loaded.push([Line("elsewhere", T0 + 5)], Source(namespace="other", workload=""))
+    namespace = await loaded.http.get("/v1/namespaces/other/logs", headers=JSON)
+    assert [r["message"] for r in namespace.json()["records"]] == ["elsewhere"]
+    everything = await loaded.http.get("/v1/logs", params={"q": "elsewhere"}, headers=JSON)
+    assert [r["namespace"] for r in everything.json()["records"]] == ["other"]

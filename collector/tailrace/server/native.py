@@ -252,6 +252,19 @@ def routes(ctx: context.ServerContext) -> list[BaseRoute]:
         scope = await _pod_scope(ctx, request)
         return await serve_logs(ctx, request, scope, default_limit=query_model.MAX_LIMIT)
 
+    async def namespace_logs(request: Request) -> Response:
+        namespace = request.path_params["ns"]
+        await ctx.reader(request, namespace)
+        return await serve_logs(ctx, request, base.Query(namespace=namespace))
+
+    async def all_logs(request: Request) -> Response:
+        principal = await ctx.reader(request, None)
+        if principal.namespaces is not None:
+            raise errors.forbidden(
+                "this token may read only some namespaces; use /v1/namespaces/{ns}/logs", None
+            )
+        return await serve_logs(ctx, request, base.Query())
+
     async def workload_logs(request: Request) -> Response:
         scope = await _workload_scope(ctx, request)
         return await serve_logs(ctx, request, scope)
@@ -289,6 +302,8 @@ def routes(ctx: context.ServerContext) -> list[BaseRoute]:
     ns = "/v1/namespaces/{ns}"
     workload = ns + "/{plural}/{name}"
     return [
+        Route("/v1/logs", all_logs, methods=["GET"]),
+        Route(ns + "/logs", namespace_logs, methods=["GET"]),
         Route(ns + "/pods/{pod}/logs", pod_logs, methods=["GET"]),
         Route(workload + "/logs", workload_logs, methods=["GET"]),
         Route(

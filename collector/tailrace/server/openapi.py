@@ -242,6 +242,22 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {}],
         "paths": {
+            "/v1/logs": {
+                "get": {
+                    "operationId": "allLogs",
+                    "summary": "Logs of every namespace (needs a token that may read all).",
+                    "parameters": _LOG_PARAMS,
+                    "responses": _LOGS_RESPONSE,
+                }
+            },
+            "/v1/namespaces/{ns}/logs": {
+                "get": {
+                    "operationId": "namespaceLogs",
+                    "summary": "Logs of every pod in a namespace.",
+                    "parameters": [_PATH_NS, *_LOG_PARAMS],
+                    "responses": _LOGS_RESPONSE,
+                }
+            },
             "/v1/namespaces/{ns}/pods/{pod}/logs": {
                 "get": {
                     "operationId": "podLogs",
