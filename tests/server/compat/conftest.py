@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tailrace.server import auth, ratelimit
 from tests.server.harness import Running, pod_object
 
 ServerFactory = Callable[..., Awaitable[Running]]
@@ -71,3 +72,23 @@ async def stream(
 ) -> AsyncIterator[tuple[httpx.Response, LineReader]]:
     async with server.http.stream("GET", url, **options) as response:
         yield response, LineReader(response)
+
+
+READER = {"Authorization": "Bearer reader"}
+OPERATOR = {"Authorization": "Bearer ingest"}
+
+
+async def secured_server(make_server: ServerFactory, **options: Any) -> Running:
+    """A server that wants a bearer token: `reader` reads namespace ns, `ingest` pushes."""
+    readers = auth.TokenTable.parse("reader ns\nother elsewhere\n")
+    ingesters = auth.TokenTable.parse("ingest *\n")
+    return await make_server(
+        authorizer=auth.Authorizer(readers=readers, ingesters=ingesters),
+        ingest_token="ingest",
+        **options,
+    )
+
+
+def rate_limited() -> ratelimit.RateLimiter:
+    """Two requests per caller (registering the workload is one), then 429 for a long while."""
+    return ratelimit.RateLimiter(0.001, 2)

@@ -17,7 +17,16 @@ import orjson
 import pytest
 
 from tailrace import conventions
-from tests.server.compat.conftest import delete_workload, put_pod, stream
+from tests.server.compat.conftest import (
+    OPERATOR,
+    READER,
+    ServerFactory,
+    delete_workload,
+    put_pod,
+    rate_limited,
+    secured_server,
+    stream,
+)
 from tests.server.harness import T0, Line, Running, Source, pod_object
 
 NDJSON = {"Accept": "application/x-ndjson"}
@@ -263,3 +272,28 @@ async def test_real_time_json_array_is_closed_when_the_deployment_is_deleted(
         async for chunk in chunks:
             body += chunk
     assert [log["message"] for log in orjson.loads(bytes(body))] == ["live a", "live b"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [({}, 401, "unauthorized"), ({"Authorization": "Bearer other"}, 403, "forbidden")],
+)
+async def test_auth_is_the_native_apis(
+    make_server: ServerFactory, headers: dict[str, str], status: int, code: str
+) -> None:
+    server = await secured_server(make_server)
+    assert (await server.register(headers=OPERATOR)).status_code == 200
+    for url in (DEPLOYMENT, DEPLOYMENT + "/build_logs", APP_LOGS):
+        response = await server.http.get(url, headers=headers)
+        assert response.status_code == status
+        assert response.json()["code"] == code
+    assert (await server.http.get(DEPLOYMENT, headers=READER)).status_code == 200
+
+
+async def test_rate_limit_is_429(make_server: ServerFactory) -> None:
+    server = await make_server(limiter=rate_limited())
+    await server.register()
+    assert (await server.http.get(DEPLOYMENT)).status_code == 200
+    response = await server.http.get(APP_LOGS)
+    assert response.status_code == 429
+    assert response.json()["code"] == "tooManyRequests"

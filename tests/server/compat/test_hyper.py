@@ -20,7 +20,16 @@ import orjson
 import pytest
 
 from tailrace import demo
-from tests.server.compat.conftest import delete_workload, put_pod, stream
+from tests.server.compat.conftest import (
+    OPERATOR,
+    READER,
+    ServerFactory,
+    delete_workload,
+    put_pod,
+    rate_limited,
+    secured_server,
+    stream,
+)
 from tests.server.harness import T0, Line, Running, Source
 from tests.support import processes
 
@@ -287,3 +296,27 @@ async def test_upgrade_is_101_with_events_on_the_raw_connection(tmp_path: Path) 
             assert deleted.is_success
             assert await asyncio.wait_for(reader.read(), 10) == b""  # the stream ends
             writer.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer other"}, 403), (READER, 200)],
+)
+async def test_auth_is_the_native_apis(
+    make_server: ServerFactory, headers: dict[str, str], status: int
+) -> None:
+    server = await secured_server(make_server)
+    assert (await server.register(headers=OPERATOR)).status_code == 200
+    response = await server.http.get(URL, headers=headers)
+    assert response.status_code == status
+    if status != 200:
+        assert set(response.json()) == {"message"}
+
+
+async def test_rate_limit_is_429(make_server: ServerFactory) -> None:
+    server = await make_server(limiter=rate_limited())
+    await server.register()
+    assert (await server.http.get(URL)).status_code == 200
+    response = await server.http.get(URL, params={"follow": "1"})
+    assert response.status_code == 429
+    assert response.headers["retry-after"]

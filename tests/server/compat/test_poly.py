@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from tailrace import records
-from tests.server.compat.conftest import put_pod
+from tests.server.compat.conftest import (
+    OPERATOR,
+    READER,
+    ServerFactory,
+    put_pod,
+    rate_limited,
+    secured_server,
+)
 from tests.server.harness import Line, Running, Source, pod_object
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -237,3 +244,28 @@ async def test_new_execution_after_delete_is_listed_again(function: Running) -> 
     await put_pod(function, "hello-xyz", uid="uid-2")
     await function.push([Line("fresh run", NOW, execution_id="e-9")], Source(pod="hello-xyz"))
     assert await _values(function, executionId="e-9") == ["fresh run"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer other"}, 403), (READER, 200)],
+)
+async def test_auth_is_the_native_apis(
+    make_server: ServerFactory, headers: dict[str, str], status: int
+) -> None:
+    server = await secured_server(make_server)
+    assert (await server.register(headers=OPERATOR)).status_code == 200
+    response = await server.http.get(LOGS, headers=headers)
+    assert response.status_code == status
+    if status != 200:
+        assert response.json()["statusCode"] == status
+
+
+async def test_rate_limit_is_429_with_retry_after(make_server: ServerFactory) -> None:
+    server = await make_server(limiter=rate_limited())
+    await server.register()
+    assert (await server.http.get(LOGS)).status_code == 200
+    response = await server.http.delete(SYSTEM)
+    assert response.status_code == 429
+    assert response.headers["retry-after"]
+    assert response.json()["error"] == "Too Many Requests"
