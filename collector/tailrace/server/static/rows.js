@@ -18,7 +18,8 @@ export function row(record) {
   const timeCell = cell("time", `${time.slice(0, 10)} ${time.slice(11, 23)}`);
   timeCell.title = time;
   tr.append(timeCell, cell("level", record.level));
-  tr.append(cell("source", `${record.pod}/${record.container}`));
+  // The server's own pod events (stream "system") belong to the pod, not to a container.
+  tr.append(cell("source", record.container ? `${record.pod}/${record.container}` : record.pod));
   const exec = cell("execution");
   if (record.executionId) {
     const link = document.createElement("a");
