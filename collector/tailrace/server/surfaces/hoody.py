@@ -154,8 +154,8 @@ def entry(record: base.StoredRecord, bodies: Bodies = NO_BODIES) -> dict[str, An
                 if wanted:
                     data[name] = line[name]
                 # Captured bodies stay out unless asked for, also from the raw line.
-                message = orjson.dumps({k: v for k, v in line.items() if k != name}).decode()
-                line = orjson.loads(message)
+                line = {k: v for k, v in line.items() if k != name}
+                message = orjson.dumps(line).decode()
         for name in _DATA_FIELDS:
             if name in line:
                 data[name] = line[name]
