@@ -59,6 +59,24 @@ class Container:
         )
         return messages
 
+    def write_split_lines(
+        self, start: int, count: int, split_every: int, prefix: str = "line"
+    ) -> list[str]:
+        """Like `write_lines`, but every `split_every`-th line as a P record closed by an F."""
+        messages = []
+        out = []
+        for n in range(start, start + count):
+            message = f"{prefix} {n}"
+            messages.append(message)
+            if n % split_every == 0:
+                half = len(message) // 2
+                out.append(cri_line(n, message[:half], tag="P"))
+                out.append(cri_line(n, message[half:]))
+            else:
+                out.append(cri_line(n, message))
+        self.write(b"".join(out))
+        return messages
+
     def rotate(self, stamp: str) -> Path:
         """Kubelet's rotation: rename N.log to N.log.<stamp>; the next write creates a new N.log."""
         rotated = self.folder / f"{self.restart}.log.{stamp}"
@@ -100,6 +118,7 @@ class Writer:
         how: str = "rename",
         keep_rotated: int = 3,
         prefix: str = "w",
+        split_every: int = 0,
     ) -> None:
         import threading
 
@@ -111,6 +130,7 @@ class Writer:
         self.how = how
         self.keep_rotated = keep_rotated
         self.prefix = prefix
+        self.split_every = split_every
         self.sent: list[str] = []
         self.rotations = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -131,7 +151,12 @@ class Writer:
         rotated: list[Path] = []
         while n < self.total:
             count = min(self.per_burst, self.total - n)
-            self.sent += self.container.write_lines(n, count, prefix=self.prefix)
+            if self.split_every:
+                self.sent += self.container.write_split_lines(
+                    n, count, self.split_every, prefix=self.prefix
+                )
+            else:
+                self.sent += self.container.write_lines(n, count, prefix=self.prefix)
             n += count
             since_rotation += count
             if self.rotate_every and since_rotation >= self.rotate_every and n < self.total:

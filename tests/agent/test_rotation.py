@@ -23,10 +23,20 @@ def assert_exactly_once(fake: ingest_fake.FakeIngest, sent: list[str]) -> None:
     assert sum(stored.values()) == len(sent)
 
 
-def wait_all(fake: ingest_fake.FakeIngest, count: int, timeout_s: float = 60.0) -> None:
-    agentproc.wait_for(
-        lambda: len(fake.messages()) >= count, timeout_s, what=f"{count} lines stored"
-    )
+def wait_all(
+    fake: ingest_fake.FakeIngest,
+    count: int,
+    timeout_s: float = 60.0,
+    sent: list[str] | None = None,
+) -> None:
+    try:
+        agentproc.wait_for(
+            lambda: len(fake.messages()) >= count, timeout_s, what=f"{count} lines stored"
+        )
+    except AssertionError:
+        if sent is not None:
+            assert_exactly_once(fake, sent)  # says which lines are missing or doubled
+        raise
 
 
 @pytest.mark.parametrize("how", ["rename", "copytruncate", "gzip"])

@@ -445,7 +445,13 @@ class Tailer:
             stats.bytes_read += source.bytes_read
             stats.parse_errors += source.parse_errors
             stats.partial_flushes += source.merger.partial_flushes
-            stats.lag_bytes += max(0, tracked.size - source.read_offset)
+            size = tracked.size
+            if tracked.fd >= 0:
+                try:
+                    size = os.fstat(tracked.fd).st_size
+                except OSError:
+                    pass
+            stats.lag_bytes += max(0, size - source.read_offset)
         stats.files_open = len(files)
         return stats
 
