@@ -97,7 +97,9 @@ def test_agent_killed_at_random_points_again_and_again_stores_every_line_once(
         before = len(fake.messages())
         agent = agent_factory()
         # Kill it while it delivers: after its first acknowledged batch, at a random moment.
-        agentproc.wait_for(lambda: len(fake.messages()) > before, 20, what="delivery resumed")
+        agentproc.wait_for(
+            lambda before=before: len(fake.messages()) > before, 20, what="delivery resumed"
+        )
         time.sleep(rng.uniform(0.0, 0.4))
         agent.kill()
     writer.join()

@@ -19,6 +19,7 @@ incarnation; a copytruncate starts a new incarnation (generation) of the same in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -447,10 +448,8 @@ class Tailer:
             stats.partial_flushes += source.merger.partial_flushes
             size = tracked.size
             if tracked.fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     size = os.fstat(tracked.fd).st_size
-                except OSError:
-                    pass
             stats.lag_bytes += max(0, size - source.read_offset)
         stats.files_open = len(files)
         return stats
