@@ -70,3 +70,15 @@ def test_a_replayed_id_is_recognised_within_the_window_only() -> None:
     assert seen.add("2")
     assert seen.add("3")  # "1" leaves the window
     assert seen.add("1")
+
+
+def test_escape_sequences_in_a_message_are_shown_not_obeyed_on_a_terminal() -> None:
+    record = {"message": "evil \x1b]0;pwned\x07 title\tok", "level": "INFO"}
+    on_terminal = io.StringIO()
+    rendering.Renderer(
+        "text", on_terminal, colour=False, timestamps=False, prefix=False, terminal=True
+    ).write(record)
+    assert on_terminal.getvalue() == "evil \\x1b]0;pwned\\x07 title\tok\n"
+    piped = io.StringIO()
+    rendering.Renderer("text", piped, colour=False, timestamps=False, prefix=False).write(record)
+    assert piped.getvalue() == record["message"] + "\n"

@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
         colour=rendering.wants_colour(opts.colour, sys.stdout),
         timestamps=opts.timestamps,
         prefix=prefix,
+        terminal=rendering.is_terminal(sys.stdout),
     )
     try:
         with api.client(conn) as client:

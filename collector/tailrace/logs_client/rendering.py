@@ -7,6 +7,7 @@ piped output stays plain so `grep` and files see exactly the messages. NO_COLOR 
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -31,6 +32,20 @@ _TRUNCATED_STYLE = "\x1b[7m"
 TRUNCATED_MARK = "[truncated]"
 
 
+# C0 controls (but tab) and DEL, and the C1 range: a log line must not drive the user's terminal.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def defang(text: str) -> str:
+    """`text` with control characters shown as escapes, for printing on a terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def wants_colour(
     choice: options.Colour, stream: TextIO, env: Mapping[str, str] | None = None
 ) -> bool:
@@ -41,8 +56,7 @@ def wants_colour(
         return False
     if env.get("TERM") == "dumb":
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    return is_terminal(stream)
 
 
 def pod_style(pod: str) -> str:
@@ -58,12 +72,16 @@ class Renderer:
         colour: bool,
         timestamps: bool,
         prefix: bool,
+        terminal: bool = False,
     ) -> None:
         self._output = output
         self._out = out
         self._colour = colour
         self._timestamps = timestamps
         self._prefix = prefix
+        # Piped output is the exact message; on a terminal, escape sequences a workload logged
+        # (by accident or on purpose) are shown, not obeyed.
+        self._terminal = terminal
 
     def _paint(self, style: str, text: str) -> str:
         return f"{style}{text}{_RESET}" if self._colour and style else text
@@ -72,6 +90,8 @@ class Renderer:
         if self._output == "json":
             return orjson.dumps(dict(record)).decode()
         message = str(record.get("message", ""))
+        if self._terminal:
+            message = defang(message)
         level = str(record.get("level") or "")
         pod = str(record.get("pod") or "")
         container = str(record.get("container") or "")
