@@ -27,6 +27,7 @@ from tailrace.agent import (
     metrics,
     spool,
     tailer,
+    watchers,
 )
 from tailrace.settings import AgentSettings
 
@@ -146,21 +147,33 @@ class Agent:
                 "metricsPort": self.exposition.port if self.exposition else None,
             },
         )
+        if not settings.pods_dir.exists():
+            log.warning(
+                "pods folder does not exist (yet)", extra={"podsDir": str(settings.pods_dir)}
+            )
+        watcher = watchers.create(settings.pods_dir, settings.poll_interval_s)
+        try:
+            return self._loop(watcher)
+        finally:
+            watcher.close()
+
+    def _loop(self, watcher: watchers.Watcher) -> int:
         next_discovery = next_save = 0.0
-        idle_wait = min(0.05, settings.poll_interval_s)
+        idle_wait = min(0.05, self.settings.poll_interval_s)
         while not self.stop.is_set():
             now = self.clock()
             if now >= next_discovery:
                 self.tailer.discover(now)
-                next_discovery = now + settings.poll_interval_s
+                watcher.watch(self.tailer.folders())
+                next_discovery = now + watcher.rescan_interval_s
             read = self.tailer.pump(now)
             self.tailer.housekeeping(now)
             if now >= next_save:
                 self.state.save(now)
                 next_save = now + 1.0
             self.heartbeat = now
-            if not read:
-                self.stop.wait(idle_wait)
+            if not read and watcher.wait(idle_wait):
+                next_discovery = 0.0
         return self._drain()
 
     def _drain(self) -> int:

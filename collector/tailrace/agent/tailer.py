@@ -406,6 +406,15 @@ class Tailer:
             "released %s", source.log.path, extra={"key": source.key, "offset": source.consumed}
         )
 
+    def folders(self) -> set[Path]:
+        """The pod and container folders of the files being read (for the watcher)."""
+        folders: set[Path] = set()
+        for tracked in self.files.values():
+            folder = tracked.source.log.path.parent
+            folders.add(folder)
+            folders.add(folder.parent)
+        return folders
+
     def seal_all(self) -> None:
         """Shutdown: everything read goes out; pending partials stay for the next run."""
         for tracked in list(self.files.values()):
