@@ -68,7 +68,11 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 async def serve(app: Starlette, addr: str, started: asyncio.Event | None = None) -> None:
     host, port = split_addr(addr)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    # No lifespan: nothing to set up, and kopf cancels every task at shutdown, which would make
+    # uvicorn's lifespan task log a CancelledError traceback on each clean stop.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+    )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -106,6 +106,15 @@ async def operate(
             "native" if ctx.native_sidecars else "plain",
         )
 
+    own_tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.cleanup(id="tailrace-stop-own-tasks", registry=registry)
+    async def stop_own_tasks(**_: Any) -> None:
+        # kopf treats tasks it did not start as hung and gives them 5 s before cancelling them;
+        # the health server and the webhook probe can stop at once.
+        for task in own_tasks:
+            task.cancel()
+
     kopf_ready = asyncio.Event()
     webhook_ready = asyncio.Event()
     operator_task = asyncio.create_task(
@@ -137,6 +146,7 @@ async def operate(
     health_task = asyncio.create_task(
         health.serve(app, operator_settings.health_addr, health_started)
     )
+    own_tasks += [health_task, listening_task]
     try:
         if ready_flag is not None:
             await _wait_first(operator_task, kopf_ready, webhook_ready, health_started)

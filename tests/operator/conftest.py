@@ -33,6 +33,7 @@ class KubernetesAPI(kmock.KubernetesEmulator):
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _current: int = attrs.field(default=0, init=False)
     _created: dict[int, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    git_version: str = "v1.30.2"  # what GET /version reports
 
     def _next_version(self) -> str:
         self._current = next(self._versions)
@@ -153,8 +154,24 @@ class KubernetesAPI(kmock.KubernetesEmulator):
         finally:
             await bus.unmark(marker)
 
+    async def _serve_server_version(self, request: rendering.Request) -> Any:
+        major, minor = self.git_version.lstrip("v").split(".")[:2]
+        return {
+            "major": major,
+            "minor": minor,
+            "gitVersion": self.git_version,
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.24.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+
     def declare(self) -> None:
         """The built-in resources plus Tailrace's CRDs, as API discovery shows them."""
+        # The kubernetes client asks for /version/ (with the slash), which kmock does not serve.
+        self.fallback["get /version/"] << self._serve_server_version
         self.resources.load_bundled()
         for plural, kind, short in (
             ("functions", "Function", "fn"),

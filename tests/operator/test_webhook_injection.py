@@ -368,12 +368,16 @@ async def test_pod_security_namespace_is_not_injected_and_status_says_why(
         assert any("Pod Security" in warning for warning in response.get("warnings", []))
 
 
+@pytest.mark.parametrize(("git_version", "native"), [("v1.30.2", True), ("v1.28.9+k3s1", False)])
 async def test_sidecar_kind_follows_the_detected_api_server_version(
     k8s: KubernetesAPI,
     control_server: FakeControlServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    git_version: str,
+    native: bool,
 ) -> None:
+    k8s.git_version = git_version
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         json.dumps(
@@ -396,5 +400,7 @@ async def test_sidecar_kind_follows_the_detected_api_server_version(
         await apply_function(k8s, "probe")
         pod = deployment_pod("probe")
         patched = jsonpatch.apply_patch(pod, await patched_by(hook, pod))
-        # kmock reports Kubernetes 1.26: a plain sidecar.
-        assert patched["spec"]["containers"][-1]["name"] == conventions.COLLECTOR_CONTAINER
+        if native:
+            assert patched["spec"]["initContainers"][0]["name"] == conventions.COLLECTOR_CONTAINER
+        else:
+            assert patched["spec"]["containers"][-1]["name"] == conventions.COLLECTOR_CONTAINER
