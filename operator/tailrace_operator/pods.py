@@ -139,7 +139,13 @@ async def put_selected_pods(
     pods = context.selected_pods(context.pods_in(indices, ref.namespace), ref.selector)
     for pod in pods:
         name = (pod.get("metadata") or {}).get("name", "")
-        await ctx.control.put_pod(ref.namespace, name, pod)
+        try:
+            await ctx.control.put_pod(ref.namespace, name, pod)
+        except control.ServerRejected as err:
+            # One pod the server cannot take is that pod's problem, not the workload's.
+            ctx.metrics.pod_mirrors.labels(action="put", outcome="rejected").inc()
+            logger.warning("server rejected pod %s/%s: %s", ref.namespace, name, err)
+            continue
         ctx.mirrored_pods.add((ref.namespace, name))
         ctx.metrics.pod_mirrors.labels(action="put", outcome="ok").inc()
     return len(pods)

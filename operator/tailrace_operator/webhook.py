@@ -83,7 +83,14 @@ def decide(
             f"{level!r}, which forbids hostPath; set collector.mode: node on {workload.label}",
         )
     config = sidecar_config(ctx, workload)
-    return "injected", sidecar.injection_patch(pod, config), ""
+    warning = ""
+    if len(selected) > 1:
+        others = ", ".join(ref.label for ref in selected[1:])
+        warning = (
+            f"tailrace: pod is selected by several workloads; its collector reports to "
+            f"{workload.label} (also selected by {others})"
+        )
+    return "injected", sidecar.injection_patch(pod, config), warning
 
 
 def sidecar_config(

@@ -38,6 +38,7 @@ class FakeControlServer:
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     reject: set[str] = field(default_factory=set)  # workload names answered with 400
+    reject_pods: set[str] = field(default_factory=set)  # pod names answered with 400
     serve_events: bool = True
 
     def app(self) -> Starlette:
@@ -70,6 +71,8 @@ class FakeControlServer:
             body = await request.json() if request.method == "PUT" else None
             self.requests.append((request.method, request.url.path, body))
             if request.method == "PUT":
+                if request.path_params["name"] in self.reject_pods:
+                    return JSONResponse({"message": "no", "error_code": "bad_body"}, 400)
                 self.pods[key] = body
             else:
                 self.pods.pop(key, None)

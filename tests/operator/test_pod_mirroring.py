@@ -151,3 +151,21 @@ async def test_server_without_event_endpoint_stops_receiving_events(
         assert not control_server.sent(
             "PUT", "/v1/namespaces/default/pods/hello-4/events/hello-4.2"
         )
+
+
+async def test_pod_the_server_rejects_does_not_fail_its_workload(
+    k8s: KubernetesAPI, control_server: FakeControlServer
+) -> None:
+    control_server.reject_pods.add("hello-bad")
+    async with running_operator(k8s, operator_settings(control_server.url)):
+        await k8s.post(PODS, json=pod_body("hello-bad", {"app": "hello"}))
+        await k8s.post(PODS, json=pod_body("hello-good", {"app": "hello"}))
+        await k8s.post(FUNCTIONS, json=function_body("hello"))
+
+        await eventually(lambda: control_server.pods.get("default/hello-good"))
+
+        def active() -> bool:
+            obj = k8s.get(f"{GROUP_VERSION}/functions", "default", "hello") or {}
+            return bool(obj.get("status", {}).get("phase") == "Active")
+
+        await eventually(active)

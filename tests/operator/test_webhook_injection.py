@@ -312,6 +312,29 @@ async def test_pod_no_workload_selects_is_allowed_unchanged(
         ) >= 2
 
 
+async def test_pod_selected_by_two_workloads_gets_one_collector_and_a_warning(
+    k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
+) -> None:
+    async with native_webhook(k8s, control_server, tmp_path) as hook:
+        await apply_function(k8s, "hello")
+        wide = function_body(
+            "wide", selector={"matchExpressions": [{"key": "app", "operator": "Exists"}]}
+        )
+        await k8s.post(FUNCTIONS.format(ns="default"), json=wide)
+        pod = deployment_pod("hello")
+
+        async def warned() -> dict[str, Any]:
+            response = await hook.review(pod)
+            return response if response.get("warnings") else {}
+
+        response = await eventually_async(warned)
+        patched = jsonpatch.apply_patch(pod, decoded_patch(response))
+        [collector] = collectors(patched)
+        env = {item["name"]: item.get("value") for item in collector["env"]}
+        assert env[conventions.ENV_WORKLOAD] == "Function/hello"
+        assert "Function/wide" in response["warnings"][0]
+
+
 async def test_opted_out_pod_is_not_injected(
     k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
 ) -> None:
