@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tailrace.server import auth, ratelimit
+from tailrace.server import auth, ratelimit, storage
+from tailrace.server.storage import base
 from tests.server.harness import Running, pod_object
 
 ServerFactory = Callable[..., Awaitable[Running]]
@@ -92,3 +94,20 @@ async def secured_server(make_server: ServerFactory, **options: Any) -> Running:
 def rate_limited() -> ratelimit.RateLimiter:
     """Two requests per caller (registering the workload is one), then 429 for a long while."""
     return ratelimit.RateLimiter(0.001, 2)
+
+
+class BuggyStore:
+    """A real SQLite store whose workload listing can be made to fail with a bug (not an outage),
+    to see a surface answer its documented 500 body."""
+
+    def __init__(self, path: Path) -> None:
+        self._inner = storage.open_store(f"sqlite:///{path}")
+        self.buggy = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def list_workloads(self, namespace: str | None = None) -> list[base.Workload]:
+        if self.buggy:
+            raise RuntimeError("a bug in the workload registry")
+        return list(await self._inner.list_workloads(namespace))

@@ -7,12 +7,13 @@ deleted; 404/500/503 answer Feldera's ErrorResponse `{message, error_code, detai
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tailrace.server import auth
-from tests.server.compat.conftest import ServerFactory, delete_workload, stream
+from tests.server.compat.conftest import BuggyStore, ServerFactory, delete_workload, stream
 from tests.server.harness import T0, Line, Running, Source
 
 URL = "/v0/pipelines/wordcount/logs"
@@ -152,3 +153,16 @@ async def test_bearer_token_is_required_like_the_native_api(
     async with stream(server, URL, headers={"Authorization": "Bearer reader"}) as (ok, lines):
         assert ok.status_code == 200
         assert await lines.next() == "secret"
+
+
+async def test_a_server_bug_is_500_with_feldera_error_body(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    store = BuggyStore(tmp_path / "buggy.db")
+    server = await make_server(store=store)
+    store.buggy = True
+    response = await server.http.get(URL)
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error_code"] == "InternalServerError"
+    assert set(body) == {"message", "error_code", "details"}

@@ -23,6 +23,7 @@ from tailrace import demo
 from tests.server.compat.conftest import (
     OPERATOR,
     READER,
+    BuggyStore,
     ServerFactory,
     delete_workload,
     put_pod,
@@ -320,3 +321,12 @@ async def test_rate_limit_is_429(make_server: ServerFactory) -> None:
     response = await server.http.get(URL, params={"follow": "1"})
     assert response.status_code == 429
     assert response.headers["retry-after"]
+
+
+async def test_a_server_bug_is_500(make_server: ServerFactory, tmp_path: Path) -> None:
+    store = BuggyStore(tmp_path / "buggy.db")
+    server = await make_server(store=store)
+    store.buggy = True
+    response = await server.http.get(URL)
+    assert response.status_code == 500
+    assert set(response.json()) == {"message"}

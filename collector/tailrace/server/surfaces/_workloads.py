@@ -8,8 +8,10 @@ limits and auth failures are counted once, the same way, whatever surface was ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -18,7 +20,21 @@ from tailrace import conventions
 from tailrace.server import context, errors
 from tailrace.server.storage import base
 
+log = logging.getLogger(__name__)
+
 PAGE = 1000  # store page size when a facade walks records it must filter itself
+
+
+@contextlib.contextmanager
+def internal_errors(what: str) -> Iterator[None]:
+    """Answer a bug with the platform's documented 500 body rather than a bare text page."""
+    try:
+        yield
+    except (errors.ApiError, base.StoreError):
+        raise
+    except Exception as err:
+        log.exception("%s failed", what)
+        raise errors.ApiError(500, "internal", "internal server error") from err
 
 
 class Ambiguous(errors.ApiError):

@@ -100,6 +100,10 @@ async def _stream(
 
 def routes(ctx: context.ServerContext) -> list[BaseRoute]:
     async def pipeline_logs(request: Request) -> Response:
+        with _workloads.internal_errors("Feldera pipeline logs"):
+            return await _pipeline_logs(request)
+
+    async def _pipeline_logs(request: Request) -> Response:
         name = request.path_params["pipeline_name"]
         pipeline = await _workloads.resolve(ctx, request, name, kinds=("Pipeline",))
         if pipeline is None:

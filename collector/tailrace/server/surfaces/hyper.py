@@ -238,6 +238,10 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
 
 def routes(ctx: context.ServerContext) -> list[BaseRoute]:
     async def function_logs(request: Request) -> Response:
+        with _workloads.internal_errors("Hyper function logs"):
+            return await _function_logs(request)
+
+    async def _function_logs(request: Request) -> Response:
         name, uid = request.path_params["name"], request.path_params["uuid"]
         params = _params(request)
         follow, tail = _follow(params), _tail(params)
