@@ -60,8 +60,10 @@ def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = sub.add_parser("server", help="run the server: gRPC ingest, storage, HTTP APIs, metrics")
     p.add_argument(
         "--store",
-        default="sqlite:///./tailrace.db",
-        help="sqlite:///PATH (default ./tailrace.db), sqlite:///:memory: or postgresql://...",
+        # From the environment so a PostgreSQL URL with a password stays out of `ps` output.
+        default=os.environ.get(conventions.ENV_STORE_URL, "sqlite:///./tailrace.db"),
+        help="sqlite:///PATH (default ./tailrace.db), sqlite:///:memory: or postgresql://... "
+        "(env TAILRACE_STORE_URL)",
     )
     p.add_argument("--http-addr", default=f"127.0.0.1:{conventions.DEFAULT_HTTP_PORT}")
     p.add_argument("--grpc-addr", default=f"127.0.0.1:{conventions.DEFAULT_GRPC_PORT}")

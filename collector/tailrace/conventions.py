@@ -50,6 +50,7 @@ AUTHORIZATION_HEADER: Final = "authorization"
 
 # Environment variables read by the CLI (and set by the chart and the webhook).
 ENV_SERVER: Final = "TAILRACE_SERVER"
+ENV_STORE_URL: Final = "TAILRACE_STORE_URL"
 ENV_TOKEN: Final = "TAILRACE_TOKEN"
 ENV_INGEST_TOKEN: Final = "TAILRACE_INGEST_TOKEN"
 ENV_POD_NAME: Final = "TAILRACE_POD_NAME"

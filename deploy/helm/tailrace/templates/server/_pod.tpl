@@ -30,13 +30,11 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         - server
+        {{- if not $pg.enabled }}
         - --store
-        {{- if $pg.enabled }}
-        # Expanded by the kubelet from the Secret-backed variable below.
-        - $(TAILRACE_STORE_URL)
-        {{- else }}
         - sqlite:////data/tailrace.db
         {{- end }}
+        {{- /* With PostgreSQL the URL comes from the Secret-backed TAILRACE_STORE_URL below, so it never shows in the process arguments. */}}
         - --http-addr
         - 0.0.0.0:{{ .Values.server.service.httpPort }}
         - --grpc-addr
