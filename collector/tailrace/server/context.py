@@ -6,7 +6,7 @@ on it, so they share one query model, one hub and one notion of who may read wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
@@ -23,8 +23,6 @@ class ServerContext:
     signer: cursors.Signer
     metrics: metrics.HttpMetrics
     max_request_bytes: int = 8 * 1024 * 1024
-    # Filled by the control API so other surfaces can find a workload's ring and spec.
-    extras: dict[str, object] = field(default_factory=dict)
 
     def _limit(self, principal: auth.Principal, request: Request) -> None:
         key = principal.key
