@@ -22,6 +22,7 @@ from tailrace.server import query as query_model
 from tailrace.server.storage import base
 
 PAGE = 1000  # catch-up page size when following
+CHUNK_BYTES = 64 * 1024  # catch-up records are written in chunks of about this size
 
 
 def _kind(plural: str) -> str:
@@ -151,10 +152,16 @@ async def _follow(
             if first.tail is None:
                 first = dataclasses.replace(first, limit=PAGE)
             catch_up = _store_pages(ctx, first)
+        pending = bytearray()
         async for record in catch_up:
             if record.id > subscription.start_id:
                 overlap.add(record.id)
-            yield formats.encode_record(encode_fmt, record)
+            pending += formats.encode_record(encode_fmt, record)
+            if len(pending) >= CHUNK_BYTES:
+                yield bytes(pending)
+                pending.clear()
+        if pending:
+            yield bytes(pending)
         while True:
             batch = await subscription.get(hub.heartbeat_s)
             if not batch:
