@@ -38,8 +38,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from tailrace import records
+from tailrace.bench import server_postgres
 from tailrace.server import ingest, storage
-from tailrace.server.storage import base, sqlite
+from tailrace.server.storage import base, postgres, sqlite
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -515,6 +516,9 @@ async def _main(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(fill_sqlite_by_sql, store.path, total, say)
                 store = storage.open_store(url)
                 await store.open()
+                how = "by SQL"
+            elif isinstance(store, postgres.PostgresStore) and not args.via_store:
+                await server_postgres.fill_by_sql(store, total, T0, say)
                 how = "by SQL"
             else:
                 await fill(store, total, say)

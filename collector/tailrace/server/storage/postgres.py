@@ -93,6 +93,11 @@ class PostgresStore:
         return self._schema
 
     @property
+    def conninfo(self) -> str:
+        """The libpq URL the store connects with (without our own `schema`/`pool_max`)."""
+        return self._conninfo
+
+    @property
     def channel(self) -> str:
         """The NOTIFY channel new records are announced on."""
         return f"tailrace_{self._schema}"[:63]
@@ -122,7 +127,7 @@ class PostgresStore:
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as err:
             raise base.StoreUnavailable(f"cannot open PostgreSQL store: {err}") from err
         self._pool = pool
-        await self._ensure_partitions([postgres_schema.day_of(self._clock())])
+        await self.ensure_partitions([postgres_schema.day_of(self._clock())])
 
     async def close(self) -> None:
         self._closing.set()
@@ -209,7 +214,7 @@ class PostgresStore:
 
         return await self._run(work)
 
-    async def _ensure_partitions(self, days: Iterable[int]) -> None:
+    async def ensure_partitions(self, days: Iterable[int]) -> None:
         """Create the day partitions rows are about to land in (before the ingest transaction:
         creating a partition locks the parent table, which must not wait inside one)."""
         missing = sorted(set(days) - self._partitions)
@@ -240,7 +245,7 @@ class PostgresStore:
 
     async def append(self, batches: Sequence[base.IngestBatch]) -> base.AppendResult:
         days = {postgres_schema.day_of(r.ts_ns) for b in batches for r in b.records}
-        await self._ensure_partitions(days)
+        await self.ensure_partitions(days)
         try:
             return await self._run(
                 lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
@@ -248,7 +253,7 @@ class PostgresStore:
         except psycopg.errors.CheckViolation:
             # A partition was dropped by another replica's retention since we cached it.
             self._partitions.clear()
-            await self._ensure_partitions(days)
+            await self.ensure_partitions(days)
             return await self._run(
                 lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
             )
@@ -504,7 +509,7 @@ class PostgresStore:
             lambda conn: postgres_retention.apply(conn, self._schema, workloads, now_ns)
         )
         self._partitions.clear()  # some may be gone; the next append re-checks
-        await self._ensure_partitions([postgres_schema.day_of(now_ns)])
+        await self.ensure_partitions([postgres_schema.day_of(now_ns)])
         return deleted
 
     async def meta(self) -> Mapping[str, str]:
