@@ -18,6 +18,7 @@ from tailrace_operator import (
     context,
     control,
     health,
+    leadership,
     metrics,
     pods,
     settings,
@@ -116,6 +117,8 @@ async def operate(
             task.cancel()
 
     kopf_ready = asyncio.Event()
+    pause = leadership.PauseTracker()
+    pause.attach()
     webhook_ready = asyncio.Event()
     operator_task = asyncio.create_task(
         kopf.operator(
@@ -140,7 +143,8 @@ async def operate(
     app = health.create_app(
         operator_metrics.registry,
         alive=lambda: not operator_task.done(),
-        ready=lambda: kopf_ready.is_set() and webhook_ready.is_set(),
+        # A paused replica (not the peering leader) has stale indexes: keep it out of the Service.
+        ready=lambda: kopf_ready.is_set() and webhook_ready.is_set() and not pause.paused,
     )
     health_started = asyncio.Event()
     health_task = asyncio.create_task(
@@ -157,6 +161,7 @@ async def operate(
             task.cancel()
         await asyncio.gather(health_task, operator_task, listening_task, return_exceptions=True)
         await client.aclose()
+        pause.detach()
 
 
 async def _until_listening(addr: str, listening: asyncio.Event) -> None:
@@ -203,6 +208,11 @@ def kopf_settings(operator_settings: settings.OperatorSettings) -> kopf.Operator
     # would flood the namespace (and the Event mirror would see them).
     result.posting.level = logging.WARNING
     result.peering.name = operator_settings.peering_name
+    result.peering.priority = (
+        leadership.random_priority()
+        if operator_settings.peering_priority is None
+        else operator_settings.peering_priority
+    )
     result.peering.standalone = operator_settings.standalone
     # With several replicas, running without the peering object would let both act.
     result.peering.mandatory = not operator_settings.standalone

@@ -31,6 +31,7 @@ class OperatorSettings:
     # Leader election: kopf peering through a ClusterKopfPeering (or KopfPeering per namespace)
     # of this name. standalone skips peering: only for a single replica and for tests.
     peering_name: str = "tailrace"
+    peering_priority: int | None = None  # None: random, so that replicas never tie
     standalone: bool = False
     status_interval_s: float = 30.0  # how often status is refreshed from the server's stats
     retry_backoff_s: float = 10.0  # delay before retrying when the server is unreachable

@@ -46,10 +46,8 @@ def kubeconfig_for(api: KubernetesAPI, folder: Path) -> Path:
     return path
 
 
-async def test_operator_process_serves_workloads_with_peering_and_stops_on_sigterm(
-    k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
-) -> None:
-    # What the chart installs for leader election: kopf's peering CRD and one object.
+async def declare_peering(k8s: KubernetesAPI) -> None:
+    """What the chart installs for leader election: kopf's peering CRD and one object."""
     k8s.resources[PEERINGS] = kmock.ResourceInfo(
         kind="ClusterKopfPeering",
         singular="clusterkopfpeering",
@@ -64,49 +62,89 @@ async def test_operator_process_serves_workloads_with_peering_and_stops_on_sigte
             "metadata": {"name": "tailrace"},
         },
     )
+
+
+def operator_process(
+    k8s: KubernetesAPI, control_url: str, folder: Path, name: str
+) -> tuple[processes.TailraceProcess, str]:
+    """`tailrace operator` logging in through a kubeconfig; returns it and its health address."""
     health_addr = f"127.0.0.1:{free_port()}"
-    env = {"KUBECONFIG": str(kubeconfig_for(k8s, tmp_path))}
-    env_without_cluster = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
-    operator = processes.TailraceProcess(
-        [
-            "operator",
-            "--server",
-            control_server.url,
-            "--webhook-insecure",
-            "--webhook-addr",
-            f"127.0.0.1:{free_port()}",
-            "--health-addr",
-            health_addr,
-        ],
-        tmp_path / "operator.log",
-        env={**env_without_cluster, **env},
-    )
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    env["KUBECONFIG"] = str(kubeconfig_for(k8s, folder))
+    args = [
+        "operator",
+        "--server",
+        control_url,
+        "--webhook-insecure",
+        "--webhook-addr",
+        f"127.0.0.1:{free_port()}",
+        "--health-addr",
+        health_addr,
+    ]
+    return processes.TailraceProcess(args, folder / f"{name}.log", env=env), health_addr
+
+
+async def readiness(process: processes.TailraceProcess, health_addr: str) -> int:
+    assert process.alive(), process.output()
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://{health_addr}/readyz")).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+async def test_operator_process_serves_workloads_with_peering_and_stops_on_sigterm(
+    k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
+) -> None:
+    await declare_peering(k8s)
+    operator, health_addr = operator_process(k8s, control_server.url, tmp_path, "operator")
     operator.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://{health_addr}") as client:
 
-            async def ready() -> bool:
-                assert operator.alive(), operator.output()
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
+        async def ready() -> bool:
+            return await readiness(operator, health_addr) == 200
 
-            await eventually_async(ready, timeout=30)
-            await k8s.post(
-                f"/apis/{GROUP_VERSION}/namespaces/default/functions", json=function_body("hello")
-            )
-            await eventually(lambda: control_server.workloads.get("default/functions/hello"))
-
-            # The operator announced itself in the peering object (kopf's leader election).
-            peering = k8s.get(PEERINGS, None, "tailrace") or {}
-            assert peering.get("status"), peering
+        await eventually_async(ready, timeout=30)
+        await k8s.post(
+            f"/apis/{GROUP_VERSION}/namespaces/default/functions", json=function_body("hello")
+        )
+        await eventually(lambda: control_server.workloads.get("default/functions/hello"))
+        # The operator announced itself in the peering object (kopf's leader election).
+        peering = k8s.get(PEERINGS, None, "tailrace") or {}
+        assert len(peering.get("status") or {}) == 1, peering
 
         operator.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         code = await asyncio.to_thread(operator.proc.wait, 20)  # type: ignore[union-attr]
         assert code == 0, operator.output()
     finally:
         await asyncio.to_thread(operator.stop)
+
+
+async def test_two_replicas_elect_one_leader_and_only_it_is_ready(
+    k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
+) -> None:
+    await declare_peering(k8s)
+    replicas = [operator_process(k8s, control_server.url, tmp_path, f"replica-{i}") for i in (1, 2)]
+    for process, _ in replicas:
+        process.start()
+    try:
+
+        async def one_leader() -> list[int]:
+            codes = sorted([await readiness(p, addr) for p, addr in replicas])
+            peering = k8s.get(PEERINGS, None, "tailrace") or {}
+            both_known = len(peering.get("status") or {}) == 2
+            return codes if both_known and codes == [200, 503] else []
+
+        # Both replicas registered in the peering object; the lower priority paused itself.
+        await eventually_async(one_leader, timeout=40)
+        await k8s.post(
+            f"/apis/{GROUP_VERSION}/namespaces/default/functions", json=function_body("hello")
+        )
+        await eventually(lambda: control_server.workloads.get("default/functions/hello"))
+        assert sorted([await readiness(p, addr) for p, addr in replicas]) == [200, 503]
+    finally:
+        for process, _ in replicas:
+            await asyncio.to_thread(process.stop)
 
 
 @pytest.mark.parametrize(
