@@ -12,14 +12,13 @@ import contextlib
 import ipaddress
 import logging
 import signal
-import time
 from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 
 from tailrace import settings
-from tailrace.server import app, auth, ingest, ratelimit, streaming
+from tailrace.server import app, auth, ingest, ratelimit, retention, streaming
 from tailrace.server.storage import base, open_store
 from tailrace.server.surfaces import _upgrade
 
@@ -80,15 +79,15 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def _retention(store: base.Store, interval_s: float) -> None:
+async def _follow_store(hub: streaming.Hub, store: streaming.WatchableStore) -> None:
     while True:
-        await asyncio.sleep(interval_s)
         try:
-            deleted = await store.apply_retention(time.time_ns())
-            if deleted:
-                log.info("retention deleted %d records", deleted)
+            await hub.follow_store(store)
+            return
         except base.StoreError as err:
-            log.warning("retention pass failed: %s", err)
+            # Resumes after the last id delivered, so nothing is skipped or repeated.
+            log.warning("live-tail feed from the shared store failed, retrying: %s", err)
+            await asyncio.sleep(1.0)
 
 
 async def serve(config: settings.ServerSettings) -> None:
@@ -150,11 +149,17 @@ async def serve(config: settings.ServerSettings) -> None:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        retention = asyncio.create_task(_retention(store, config.retention_interval_s))
+        background = [
+            asyncio.create_task(retention.run(store, registry, config.retention_interval_s))
+        ]
+        if isinstance(store, streaming.WatchableStore):
+            # Several replicas share this store: live tails follow what any of them stores.
+            background.append(asyncio.create_task(_follow_store(hub, store)))
         try:
             await http.serve()
         finally:
-            retention.cancel()
+            for task in background:
+                task.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             await grpc_server.stop(5.0)

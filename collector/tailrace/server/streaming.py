@@ -17,8 +17,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -39,6 +39,13 @@ DEFAULT_RING_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_RECORDS = 10_000
 DEFAULT_HEARTBEAT_S = 15.0
 _RECORD_OVERHEAD = 128  # rough bytes of a record beyond its message, for ring accounting
+
+
+@runtime_checkable
+class WatchableStore(Protocol):
+    """A store several replicas share, which can tell each of them what any replica stored."""
+
+    def watch(self, after_id: int) -> AsyncIterator[list[base.StoredRecord]]: ...
 
 
 def record_bytes(record: base.StoredRecord) -> int:
@@ -177,6 +184,7 @@ class Hub:
         self._workload_rings: dict[tuple[str, str, str], Ring] = {}
         self._subscriptions: dict[tuple[str, ...], set[Subscription]] = {}
         self.slow_consumers_cut = 0
+        self.fed_by_store = False
         self._listeners: list[Callable[[Sequence[base.StoredRecord]], None]] = []
         self._end_listeners: list[Callable[[base.WorkloadKey, CloseReason], None]] = []
 
@@ -210,7 +218,23 @@ class Hub:
         return self._workload_rings.get(_workload_ring_key(key))
 
     def publish(self, records: Sequence[base.StoredRecord]) -> None:
-        """Called after records are durable; never blocks, never raises for a slow follower."""
+        """Called by ingest and the control API once records are durable.
+
+        When the hub follows a shared store (`follow_store`), every replica's records arrive
+        from the store's feed instead, in id order, so local publishes are left to it.
+        """
+        if self.fed_by_store:
+            return
+        self.deliver(records)
+
+    async def follow_store(self, store: WatchableStore) -> None:
+        """Feed the hub from a store shared by several replicas, until cancelled."""
+        self.fed_by_store = True
+        async for batch in store.watch(self.last_id):
+            self.deliver(batch)
+
+    def deliver(self, records: Sequence[base.StoredRecord]) -> None:
+        """Fan records out; never blocks, never raises for a slow follower."""
         for record in records:
             self.last_id = max(self.last_id, record.id)
             self.ring.append(record)
