@@ -70,3 +70,11 @@ async def test_metrics_count_requests_by_route_and_code(server: Running) -> None
     assert "tailrace_server_store_bytes 6.0" in text
     assert "tailrace_server_live_streams_open 0.0" in text
     assert "tailrace_server_ingest" in text  # ingest metrics share the registry
+
+
+async def test_workloads_listing_is_mounted(server: Running) -> None:
+    await server.register()
+    response = await server.http.get("/v1/workloads")
+    assert response.status_code == 200
+    names = [w["name"] for w in response.json()["workloads"]]
+    assert names == ["hello"]

@@ -34,6 +34,7 @@ from tailrace.server import (
     streaming,
     surfaces,
     ui,
+    workloads_route,
 )
 from tailrace.server.storage import base
 
@@ -137,6 +138,7 @@ def build_app(
         *_health_routes(ctx),
         *surfaces.guard(native.routes(ctx), errors.render_native),
         *surfaces.guard(control.routes(ctx), errors.render_native),
+        *surfaces.guard(workloads_route.routes(ctx), errors.render_native),
         *surfaces.mount(ctx, surface_names),
         *(ui.routes() if with_ui else []),
         *extra_routes,

@@ -242,6 +242,21 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {}],
         "paths": {
+            "/v1/workloads": {
+                "get": {
+                    "operationId": "listWorkloads",
+                    "summary": "Registered workloads and their pods, in readable namespaces.",
+                    "parameters": [
+                        _param(
+                            "namespace",
+                            "query",
+                            {"type": "string", "maxLength": 253},
+                            "One namespace.",
+                        )
+                    ],
+                    "responses": {"200": _JSON_OK, **_READ_ERRORS},
+                }
+            },
             "/v1/logs": {
                 "get": {
                     "operationId": "allLogs",
