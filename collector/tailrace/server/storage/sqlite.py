@@ -21,13 +21,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
 
 from tailrace import conventions, records
-from tailrace.server.storage import base, retention_policy, sqlite_query, sqlite_schema
+from tailrace.server.storage import (
+    base,
+    retention_policy,
+    sqlite_attribution,
+    sqlite_deletion,
+    sqlite_query,
+    sqlite_rows,
+    sqlite_schema,
+    sqlite_search,
+)
 
 T = TypeVar("T")
 
@@ -41,15 +49,6 @@ _INSERT = (
     "source, flags, size, pod_ref, workload_ref) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_WORKLOAD_REF = "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?"
-_WORKLOAD_SCOPE = f"workload_ref = ({_WORKLOAD_REF})"
-# A word with fewer matches than this is searched from the FTS index outward (all matches, then
-# order); a more common word from the scope's (ts_ns, id) index outward, chunk by chunk, asking the
-# FTS index only about each chunk's id range. Either way the work stays near `limit` rows.
-_FTS_DRIVEN_MAX = 5_000
-_CHUNK_MAX = 16_384
-# Below one match in this many rows, a chunk's matches come from FTS5 rather than its messages.
-_DENSE_FRACTION = 8
 _LEVEL_RANK = conventions.LEVEL_RANK
 _LEVELS = conventions.LEVELS
 
@@ -80,7 +79,7 @@ class SQLiteStore:
         self,
         path: str,
         clock: Callable[[], int] = time.time_ns,
-        fts_driven_max: int = _FTS_DRIVEN_MAX,
+        fts_driven_max: int = sqlite_search.FTS_DRIVEN_MAX,
     ) -> None:
         self._path = path
         self._fts_driven_max = fts_driven_max
@@ -95,7 +94,7 @@ class SQLiteStore:
         self._next_id = 1
         # Writer-thread caches of committed state: source marks and the integer scope refs.
         self._offsets: dict[str, int] = {}
-        self._refs = _Refs()
+        self._refs = sqlite_attribution.Refs()
 
     @property
     def path(self) -> str:
@@ -224,7 +223,7 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
     ) -> base.AppendResult:
         now = self._clock()
-        attribution = _Attribution(conn)
+        attribution = sqlite_attribution.Attribution(conn)
         refs = self._refs
         stored: list[base.StoredRecord] = []
         rows: list[tuple[Any, ...]] = []
@@ -340,7 +339,7 @@ class SQLiteStore:
                 (first_id, next_id),
             )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
-            _add_totals(conn, len(rows), sum(row[19] for row in rows))
+            sqlite_deletion.add_totals(conn, len(rows), sum(row[19] for row in rows))
         if drops:
             conn.executemany("INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?)", drops)
         if marks:
@@ -380,11 +379,13 @@ class SQLiteStore:
     async def query(self, query: base.Query) -> list[base.StoredRecord]:
         base.check_query(query)
         if query.text is not None and query.after_id is None:
-            return await self._read(lambda conn: _text_query(conn, query, self._fts_driven_max))
+            return await self._read(
+                lambda conn: sqlite_search.text_query(conn, query, self._fts_driven_max)
+            )
         sql, params, reverse = sqlite_query.select(query)
 
         def work(conn: sqlite3.Connection) -> list[base.StoredRecord]:
-            found = [_record(row) for row in conn.execute(sql, params)]
+            found = [sqlite_rows.record(row) for row in conn.execute(sql, params)]
             if reverse:
                 found.reverse()
             return found
@@ -413,7 +414,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> base.Stats:
             groups = conn.execute(sql, w.params).fetchall()
             (dropped,) = conn.execute(drops_sql, d.params).fetchone()
-            return _stats(groups, int(dropped))
+            return sqlite_rows.stats(groups, int(dropped))
 
         return await self._read(work)
 
@@ -438,7 +439,9 @@ class SQLiteStore:
         total = 0
         select = f"SELECT id FROM records WHERE {sql} LIMIT {_DELETE_CHUNK}"
         while True:
-            deleted = await self._write(lambda conn: _delete_chunk(conn, select, params))
+            deleted = await self._write(
+                lambda conn: sqlite_deletion.delete_chunk(conn, select, params)
+            )
             total += deleted
             if deleted < _DELETE_CHUNK:
                 return total
@@ -472,7 +475,7 @@ class SQLiteStore:
                 (key.namespace, key.kind, key.name),
             ).fetchone()
         )
-        return _workload(row) if row else None
+        return sqlite_rows.workload(row) if row else None
 
     async def find_workload(self, namespace: str | None, ident: str) -> base.Workload | None:
         def work(conn: sqlite3.Connection) -> base.Workload | None:
@@ -480,7 +483,7 @@ class SQLiteStore:
                 "SELECT * FROM workloads WHERE uid = ? AND NOT deleted LIMIT 1", (ident,)
             ).fetchone()
             if row:
-                return _workload(row)
+                return sqlite_rows.workload(row)
             if namespace is None:
                 rows = conn.execute(
                     "SELECT * FROM workloads WHERE name = ? AND NOT deleted LIMIT 2", (ident,)
@@ -491,7 +494,7 @@ class SQLiteStore:
                     "LIMIT 2",
                     (ident, namespace),
                 ).fetchall()
-            return _workload(rows[0]) if len(rows) == 1 else None
+            return sqlite_rows.workload(rows[0]) if len(rows) == 1 else None
 
         return await self._read(work)
 
@@ -501,7 +504,7 @@ class SQLiteStore:
             w.add("namespace = ?", namespace)
         sql = f"SELECT * FROM workloads WHERE {w.sql} ORDER BY namespace, kind, name"
         rows = await self._read(lambda conn: conn.execute(sql, w.params).fetchall())
-        return [_workload(row) for row in rows]
+        return [sqlite_rows.workload(row) for row in rows]
 
     async def delete_workload(self, key: base.WorkloadKey) -> None:
         await self._write(
@@ -583,7 +586,7 @@ class SQLiteStore:
                 "SELECT * FROM pods WHERE namespace = ? AND name = ?", (namespace, name)
             ).fetchone()
         )
-        return _pod(row) if row else None
+        return sqlite_rows.pod(row) if row else None
 
     async def list_pods(self, workload: base.WorkloadKey | None = None) -> list[base.Pod]:
         w = sqlite_query.Where()
@@ -591,7 +594,7 @@ class SQLiteStore:
             w.add("namespace = ? AND kind = ? AND workload = ?", *_key_tuple(workload))
         sql = f"SELECT * FROM pods WHERE {w.sql} ORDER BY namespace, name"
         rows = await self._read(lambda conn: conn.execute(sql, w.params).fetchall())
-        return [_pod(row) for row in rows]
+        return [sqlite_rows.pod(row) for row in rows]
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self._write(
@@ -613,285 +616,20 @@ class SQLiteStore:
                 continue
             scope = (workload.key.namespace, workload.key.kind, workload.key.name)
             cutoff = await self._read(
-                functools.partial(_retention_cutoff, scope=scope, policy=policy, now_ns=now_ns)
+                functools.partial(
+                    sqlite_deletion.retention_cutoff, scope=scope, policy=policy, now_ns=now_ns
+                )
             )
             if cutoff is None:
                 continue
             deleted += await self._delete_where(
-                f"{_WORKLOAD_SCOPE} AND (ts_ns, id) <= (?, ?)", [*scope, *cutoff]
+                f"{sqlite_deletion.WORKLOAD_SCOPE} AND (ts_ns, id) <= (?, ?)", [*scope, *cutoff]
             )
         return deleted
 
     async def meta(self) -> Mapping[str, str]:
         rows = await self._read(lambda conn: conn.execute("SELECT key, value FROM meta").fetchall())
         return {**dict(rows), "backend": "sqlite", "path": self._path}
-
-
-def _text_query(
-    conn: sqlite3.Connection, query: base.Query, fts_driven_max: int
-) -> list[base.StoredRecord]:
-    assert query.text is not None
-    terms = sqlite_query.fts_terms(query.text)
-    (matches,) = conn.execute(
-        "SELECT count(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
-        (terms, fts_driven_max),
-    ).fetchone()
-    if matches < fts_driven_max:
-        sql, params, reverse = sqlite_query.select(query)
-        found = [_record(row) for row in conn.execute(sql, params)]
-        if reverse:
-            found.reverse()
-        return found
-    return _text_query_by_chunks(conn, query, terms)
-
-
-def _text_query_by_chunks(
-    conn: sqlite3.Connection, query: base.Query, terms: str
-) -> list[base.StoredRecord]:
-    """Walk the scope in (ts_ns, id) order, chunk by chunk, keeping the records that match.
-
-    While matches are dense, each chunk's messages are read and checked here (a common word needs
-    about `limit` rows). Once they thin out, each chunk asks FTS5 for the matches within its id
-    range instead, which costs little when the word is rare in that range. (FTS5 probes of single
-    rowids are slow, so the dense case never asks it.)
-    """
-    assert query.text is not None
-    tokens = base.text_tokens(query.text)
-    descending = query.order == "desc" or query.tail is not None
-    want = query.tail if query.tail is not None else query.limit
-    w = sqlite_query.where(replace(query, text=None), paging=True)
-    order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
-    step = "(ts_ns, id) < (?, ?)" if descending else "(ts_ns, id) > (?, ?)"
-    found: list[base.StoredRecord] = []
-    chunk = max(32, want + want // 4)
-    position: tuple[int, int] | None = None
-    dense = True
-    while len(found) < want:
-        terms_sql = w.sql if position is None else f"{w.sql} AND {step}"
-        params = [*w.params, *(position or ()), chunk]
-        if dense:
-            rows = conn.execute(
-                f"SELECT {sqlite_query.COLUMNS} FROM records WHERE {terms_sql} "
-                f"ORDER BY {order} LIMIT ?",
-                params,
-            ).fetchall()
-            if not rows:
-                break
-            hits = 0
-            for row in rows:
-                if sqlite_query.holds(row[14], tokens):
-                    hits += 1
-                    found.append(_record(row))
-                    if len(found) == want:
-                        break
-            dense = hits * _DENSE_FRACTION >= len(rows)
-            last = rows[-1][1], rows[-1][0]
-        else:
-            keys = conn.execute(
-                f"SELECT ts_ns, id FROM records WHERE {terms_sql} ORDER BY {order} LIMIT ?",
-                params,
-            ).fetchall()
-            if not keys:
-                break
-            found.extend(_fts_matches_in(conn, keys, terms, tokens, want - len(found)))
-            rows, last = keys, keys[-1]
-        if len(rows) < chunk:
-            break
-        position = (last[0], last[1])
-        chunk = min(chunk * (2 if dense else 4), _CHUNK_MAX)
-    if query.tail is not None:
-        found.reverse()
-    return found
-
-
-def _fts_matches_in(
-    conn: sqlite3.Connection, keys: list[Any], terms: str, tokens: list[str], want: int
-) -> list[base.StoredRecord]:
-    """The records among `keys` (in their order) that match, asking FTS5 about their id range."""
-    ids = [key[1] for key in keys]
-    hits = {
-        row[0]
-        for row in conn.execute(
-            "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid BETWEEN ? AND ?",
-            (terms, min(ids), max(ids)),
-        )
-    }
-    matched = [i for i in ids if i in hits]
-    if not matched:
-        return []
-    marks = ", ".join("?" for _ in matched)
-    by_id = {
-        row[0]: row
-        for row in conn.execute(
-            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
-        )
-    }
-    found = []
-    for record_id in matched:
-        row = by_id[record_id]
-        if len(tokens) > 1 and not sqlite_query.holds(row[14], tokens):
-            continue
-        found.append(_record(row))
-        if len(found) == want:
-            break
-    return found
-
-
-class _Refs:
-    """The integer ids standing for (namespace, pod) and (namespace, kind, workload) in indexes."""
-
-    def __init__(self) -> None:
-        self._pods: dict[tuple[str, str], int] = {}
-        self._workloads: dict[tuple[str, str, str], int] = {}
-
-    def forget(self) -> None:
-        # After a rollback a cached ref may name a row that was never committed.
-        self._pods.clear()
-        self._workloads.clear()
-
-    def pod(self, conn: sqlite3.Connection, namespace: str, pod: str) -> int:
-        key = (namespace, pod)
-        ref = self._pods.get(key)
-        if ref is None:
-            ref = _ref(conn, "pod_refs", ("namespace", "pod"), key)
-            self._pods[key] = ref
-        return ref
-
-    def workload(self, conn: sqlite3.Connection, namespace: str, kind: str, name: str) -> int:
-        key = (namespace, kind, name)
-        ref = self._workloads.get(key)
-        if ref is None:
-            ref = _ref(conn, "workload_refs", ("namespace", "kind", "workload"), key)
-            self._workloads[key] = ref
-        return ref
-
-
-def _ref(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], key: tuple[str, ...]
-) -> int:
-    match = " AND ".join(f"{column} = ?" for column in columns)
-    row = conn.execute(f"SELECT id FROM {table} WHERE {match}", key).fetchone()
-    if row:
-        return int(row[0])
-    marks = ", ".join("?" for _ in columns)
-    cursor = conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", key)
-    return int(cursor.lastrowid or 0)
-
-
-class _Attribution:
-    """Resolves each record's workload (and what its spec admits) once per pod per append."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._pods: dict[tuple[str, str, str], tuple[str, str] | None] = {}
-        self._workloads: dict[tuple[str, str, str], tuple[str, int | None] | None] = {}
-
-    def resolve(self, record: base.NewRecord) -> int | None:
-        """Fill the record's workload fields; the lowest level rank it admits (None: nothing)."""
-        if not record.kind:
-            owner = self._owner(record.namespace, record.pod, record.pod_uid)
-            if owner is None:
-                return 0
-            record.kind, record.workload = owner
-        found = self._workload((record.namespace, record.kind, record.workload))
-        if found is None:
-            return 0
-        uid, rank = found
-        if not record.workload_uid:
-            record.workload_uid = uid
-        return rank
-
-    def _owner(self, namespace: str, pod: str, pod_uid: str) -> tuple[str, str] | None:
-        key = (namespace, pod, pod_uid)
-        if key not in self._pods:
-            row = self._conn.execute(
-                "SELECT uid, kind, workload FROM pods WHERE namespace = ? AND name = ?",
-                (namespace, pod),
-            ).fetchone()
-            owner = None
-            if row and row[1] and (not row[0] or not pod_uid or row[0] == pod_uid):
-                owner = (row[1], row[2])
-            self._pods[key] = owner
-        return self._pods[key]
-
-    def _workload(self, key: tuple[str, str, str]) -> tuple[str, int | None] | None:
-        if key not in self._workloads:
-            row = self._conn.execute(
-                "SELECT uid, spec FROM workloads WHERE namespace = ? AND kind = ? AND name = ?",
-                key,
-            ).fetchone()
-            self._workloads[key] = (
-                (row[0], base.admitted_rank(orjson.loads(row[1]))) if row else None
-            )
-        return self._workloads[key]
-
-
-def _add_totals(conn: sqlite3.Connection, rows: int, size: int) -> None:
-    conn.execute(
-        "UPDATE meta SET value = CAST(value AS INTEGER) + "
-        "(CASE key WHEN 'rows' THEN ? ELSE ? END) WHERE key IN ('rows', 'bytes')",
-        (rows, size),
-    )
-
-
-def _delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -> int:
-    conn.execute("BEGIN IMMEDIATE")
-    ids = [(row[0],) for row in conn.execute(select, params)]
-    if ids:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM doomed")
-        conn.executemany("INSERT INTO doomed VALUES (?)", ids)
-        # External-content FTS5 needs the old text to remove an entry.
-        conn.execute(
-            "INSERT INTO records_fts (records_fts, rowid, message) "
-            "SELECT 'delete', id, message FROM records WHERE id IN (SELECT id FROM doomed)"
-        )
-        (size,) = conn.execute(
-            "SELECT coalesce(sum(size), 0) FROM records WHERE id IN (SELECT id FROM doomed)"
-        ).fetchone()
-        conn.execute("DELETE FROM records WHERE id IN (SELECT id FROM doomed)")
-        conn.execute("DELETE FROM doomed")
-        _add_totals(conn, -len(ids), -size)
-    conn.execute("COMMIT")
-    return len(ids)
-
-
-def _retention_cutoff(
-    conn: sqlite3.Connection,
-    *,
-    scope: tuple[str, str, str],
-    policy: retention_policy.RetentionPolicy,
-    now_ns: int,
-) -> tuple[int, int] | None:
-    """The newest (ts_ns, id) that must go: everything at or before it is deleted."""
-    scoped = _WORKLOAD_SCOPE
-    candidates: list[tuple[int, int]] = []
-    if policy.max_age_ns is not None:
-        row = conn.execute(
-            f"SELECT ts_ns, id FROM records WHERE {scoped} AND ts_ns < ? "
-            "ORDER BY ts_ns DESC, id DESC LIMIT 1",
-            (*scope, now_ns - policy.max_age_ns),
-        ).fetchone()
-        if row:
-            candidates.append((row[0], row[1]))
-    if policy.max_lines is not None:
-        row = conn.execute(
-            f"SELECT ts_ns, id FROM records WHERE {scoped} "
-            "ORDER BY ts_ns DESC, id DESC LIMIT 1 OFFSET ?",
-            (*scope, policy.max_lines),
-        ).fetchone()
-        if row:
-            candidates.append((row[0], row[1]))
-    if policy.max_bytes is not None:
-        row = conn.execute(
-            "SELECT ts_ns, id FROM (SELECT ts_ns, id, sum(size) OVER "
-            "(ORDER BY ts_ns DESC, id DESC ROWS UNBOUNDED PRECEDING) AS running "
-            f"FROM records WHERE {scoped}) WHERE running > ? LIMIT 1",
-            (*scope, policy.max_bytes),
-        ).fetchone()
-        if row:
-            candidates.append((row[0], row[1]))
-    return max(candidates) if candidates else None
 
 
 def _drops_where(query: base.Query) -> sqlite_query.Where:
@@ -907,94 +645,6 @@ def _drops_where(query: base.Query) -> sqlite_query.Where:
     if query.containers:
         w.add_in("container", query.containers)
     return w
-
-
-def _stats(groups: Iterable[tuple[Any, ...]], dropped: int) -> base.Stats:
-    by: dict[str, dict[str, int]] = {
-        name: {} for name in ("level", "container", "execution", "namespace", "workload", "pod")
-    }
-    total = truncated = split = size = 0
-    last: int | None = None
-    for level, container, execution, namespace, kind, workload, pod, n, t, s, b, ts in groups:
-        total += n
-        truncated += t
-        split += s
-        size += b
-        last = ts if last is None else max(last, ts)
-        for name, key in (
-            ("level", _LEVELS[level]),
-            ("container", container),
-            ("execution", execution),
-            ("namespace", namespace),
-            ("workload", f"{kind}/{workload}" if kind else ""),
-            ("pod", pod),
-        ):
-            if key:
-                by[name][key] = by[name].get(key, 0) + n
-    return base.Stats(
-        total=total,
-        by_level=by["level"],
-        by_container=by["container"],
-        by_execution=by["execution"],
-        by_namespace=by["namespace"],
-        by_workload=by["workload"],
-        truncated_lines=truncated,
-        split_lines=split,
-        dropped_lines=dropped,
-        last_ts_ns=last,
-        bytes=size,
-        by_pod=by["pod"],
-    )
-
-
-def _record(row: tuple[Any, ...]) -> base.StoredRecord:
-    attrs = row[16]
-    return base.StoredRecord(
-        id=row[0],
-        ts_ns=row[1],
-        received_ns=row[2],
-        namespace=row[3],
-        kind=row[4],
-        workload=row[5],
-        workload_uid=row[6],
-        pod=row[7],
-        pod_uid=row[8],
-        container=row[9],
-        container_id=row[10],
-        restart=row[11],
-        stream=row[12],
-        level=_LEVELS[row[13]],
-        message=row[14],
-        execution_id=row[15],
-        attrs=orjson.loads(attrs) if attrs else {},
-        source=row[17],
-        flags=row[18],
-    )
-
-
-def _workload(row: tuple[Any, ...]) -> base.Workload:
-    namespace, kind, name, uid, spec, generation, created_ns, deleted = row
-    return base.Workload(
-        key=base.WorkloadKey(namespace, kind, name),
-        uid=uid,
-        spec=orjson.loads(spec),
-        generation=generation,
-        created_ns=created_ns,
-        deleted=bool(deleted),
-    )
-
-
-def _pod(row: tuple[Any, ...]) -> base.Pod:
-    namespace, name, uid, labels, kind, workload, phase, obj = row
-    return base.Pod(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        labels=orjson.loads(labels),
-        workload=base.WorkloadKey(namespace, kind, workload) if kind else None,
-        phase=phase,
-        obj=orjson.loads(obj),
-    )
 
 
 def _key_tuple(key: base.WorkloadKey) -> tuple[str, str, str]:

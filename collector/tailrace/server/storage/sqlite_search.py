@@ -1,0 +1,131 @@
+"""Answering `Query.text` in the SQLite store: two plans, picked by how common the word is.
+
+FTS5 with `detail=none` can list the rows holding a word, fast, but not in (ts_ns, id) order, and
+probing it for single rowids is slow. So a rare word is searched from the FTS index outward (all
+its matches, then SQLite orders them), and a common one from the scope's (ts_ns, id) index outward
+in chunks, reading each chunk's messages while matches are dense and asking FTS5 about the chunk's
+id range once they thin out. Either way the work stays near `limit` rows, not near the table size.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from typing import Any
+
+from tailrace.server.storage import base, sqlite_query, sqlite_rows
+
+FTS_DRIVEN_MAX = 5_000
+_CHUNK_MAX = 16_384
+# Below one match in this many rows, a chunk's matches come from FTS5 rather than its messages.
+_DENSE_FRACTION = 8
+
+
+def text_query(
+    conn: sqlite3.Connection, query: base.Query, fts_driven_max: int
+) -> list[base.StoredRecord]:
+    assert query.text is not None
+    terms = sqlite_query.fts_terms(query.text)
+    (matches,) = conn.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
+        (terms, fts_driven_max),
+    ).fetchone()
+    if matches < fts_driven_max:
+        sql, params, reverse = sqlite_query.select(query)
+        found = [sqlite_rows.record(row) for row in conn.execute(sql, params)]
+        if reverse:
+            found.reverse()
+        return found
+    return _text_query_by_chunks(conn, query, terms)
+
+
+def _text_query_by_chunks(
+    conn: sqlite3.Connection, query: base.Query, terms: str
+) -> list[base.StoredRecord]:
+    """Walk the scope in (ts_ns, id) order, chunk by chunk, keeping the records that match.
+
+    While matches are dense, each chunk's messages are read and checked here (a common word needs
+    about `limit` rows). Once they thin out, each chunk asks FTS5 for the matches within its id
+    range instead, which costs little when the word is rare in that range. (FTS5 probes of single
+    rowids are slow, so the dense case never asks it.)
+    """
+    assert query.text is not None
+    tokens = base.text_tokens(query.text)
+    descending = query.order == "desc" or query.tail is not None
+    want = query.tail if query.tail is not None else query.limit
+    w = sqlite_query.where(replace(query, text=None), paging=True)
+    order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
+    step = "(ts_ns, id) < (?, ?)" if descending else "(ts_ns, id) > (?, ?)"
+    found: list[base.StoredRecord] = []
+    chunk = max(32, want + want // 4)
+    position: tuple[int, int] | None = None
+    dense = True
+    while len(found) < want:
+        terms_sql = w.sql if position is None else f"{w.sql} AND {step}"
+        params = [*w.params, *(position or ()), chunk]
+        if dense:
+            rows = conn.execute(
+                f"SELECT {sqlite_query.COLUMNS} FROM records WHERE {terms_sql} "
+                f"ORDER BY {order} LIMIT ?",
+                params,
+            ).fetchall()
+            if not rows:
+                break
+            hits = 0
+            for row in rows:
+                if sqlite_query.holds(row[14], tokens):
+                    hits += 1
+                    found.append(sqlite_rows.record(row))
+                    if len(found) == want:
+                        break
+            dense = hits * _DENSE_FRACTION >= len(rows)
+            last = rows[-1][1], rows[-1][0]
+        else:
+            keys = conn.execute(
+                f"SELECT ts_ns, id FROM records WHERE {terms_sql} ORDER BY {order} LIMIT ?",
+                params,
+            ).fetchall()
+            if not keys:
+                break
+            found.extend(_fts_matches_in(conn, keys, terms, tokens, want - len(found)))
+            rows, last = keys, keys[-1]
+        if len(rows) < chunk:
+            break
+        position = (last[0], last[1])
+        chunk = min(chunk * (2 if dense else 4), _CHUNK_MAX)
+    if query.tail is not None:
+        found.reverse()
+    return found
+
+
+def _fts_matches_in(
+    conn: sqlite3.Connection, keys: list[Any], terms: str, tokens: list[str], want: int
+) -> list[base.StoredRecord]:
+    """The records among `keys` (in their order) that match, asking FTS5 about their id range."""
+    ids = [key[1] for key in keys]
+    hits = {
+        row[0]
+        for row in conn.execute(
+            "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid BETWEEN ? AND ?",
+            (terms, min(ids), max(ids)),
+        )
+    }
+    matched = [i for i in ids if i in hits]
+    if not matched:
+        return []
+    marks = ", ".join("?" for _ in matched)
+    by_id = {
+        row[0]: row
+        for row in conn.execute(
+            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
+        )
+    }
+    found = []
+    for record_id in matched:
+        row = by_id[record_id]
+        if len(tokens) > 1 and not sqlite_query.holds(row[14], tokens):
+            continue
+        found.append(sqlite_rows.record(row))
+        if len(found) == want:
+            break
+    return found
