@@ -132,3 +132,16 @@ async def test_multiline_messages_stay_one_line_in_text(server: Running) -> None
     await server.push([Line("Traceback:\n  boom", T0)])
     response = await server.http.get("/v1/namespaces/ns/pods/hello-abc/logs")
     assert response.text == "Traceback:\\n  boom\n"
+
+
+async def test_container_not_in_a_known_pod_is_a_400_listing_the_choices(server: Running) -> None:
+    from tests.server.harness import pod_object
+
+    await server.http.put("/v1/namespaces/ns/pods/hello-abc", json=pod_object())
+    response = await server.http.get(
+        "/v1/namespaces/ns/pods/hello-abc/logs", params={"container": "nope"}
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["details"]["parameter"] == "container"
+    assert "['app']" in body["details"]["reason"]

@@ -75,8 +75,17 @@ async def _pod_scope(ctx: context.ServerContext, request: Request) -> base.Query
     # A pod nobody has logged for yet answers an empty page, not 404: a collector cannot tell
     # "no such pod" from "no lines collected yet", and followers may start before the first line.
     scope = base.Query(namespace=namespace, pod=pod)
+    containers = query_model.parse_list(request.query_params, "container")
+    known = await ctx.store.get_pod(namespace, pod)
+    names = _container_names(known.obj) if known is not None else set()
+    unknown = [c for c in containers if names and c not in names]
+    if unknown:
+        raise errors.bad_parameter(
+            "container",
+            f"container {unknown[0]!r} is not in pod {pod}; choose one of {sorted(names)}",
+            unknown[0],
+        )
     if query_model.parse_bool(request.query_params, "previous"):
-        containers = query_model.parse_list(request.query_params, "container")
         newest = await ctx.store.query(dataclasses.replace(scope, containers=containers, tail=1))
         if not newest or newest[-1].restart == 0:
             raise errors.bad_parameter(
@@ -84,6 +93,19 @@ async def _pod_scope(ctx: context.ServerContext, request: Request) -> base.Query
             )
         scope = dataclasses.replace(scope, restart=newest[-1].restart - 1)
     return scope
+
+
+def _container_names(pod: dict[str, Any]) -> set[str]:
+    """Every container the pod spec names (empty when the spec is not known)."""
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    names: set[str] = set()
+    if not isinstance(spec, dict):
+        return names
+    for field in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(field) or []:
+            if isinstance(container, dict) and isinstance(container.get("name"), str):
+                names.add(container["name"])
+    return names
 
 
 def _close_frame(fmt: formats.Format, reason: str) -> bytes:
