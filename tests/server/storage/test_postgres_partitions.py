@@ -156,3 +156,22 @@ async def test_a_nul_byte_in_a_line_is_stored_as_a_replacement_character(
     assert len(result.stored) == 1
     (found,) = await store.query(base.Query(text="tail"))
     assert found.message == "bin\ufffdary tail"
+
+
+async def test_words_past_the_indexed_prefix_and_very_long_words_are_still_found(
+    store: postgres.PostgresStore,
+) -> None:
+    long_line = "filler " * (postgres_schema.SEARCH_INDEX_CHARS // 7 + 10) + "needle at the end"
+    huge_word = "x" * 3000
+    await store.append(
+        [
+            samples.batch(
+                "s", [samples.record(long_line), samples.record(f"short {huge_word} tail")]
+            )
+        ]
+    )
+    (found,) = await store.query(base.Query(text="needle at the END"))
+    assert found.message == long_line
+    (found,) = await store.query(base.Query(text=f"short {huge_word}"))
+    assert found.message.startswith("short ")
+    assert await store.query(base.Query(text=huge_word[:-1])) == []

@@ -85,7 +85,6 @@ class PostgresStore:
         self._clock = clock
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._partitions: set[int] = set()
-        self._trgm_schema = "public"
         self._closing = asyncio.Event()
 
     @property
@@ -144,14 +143,6 @@ class PostgresStore:
             await conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema))
             )
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
-            row = await (
-                await conn.execute(
-                    "SELECT n.nspname FROM pg_extension e "
-                    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-                )
-            ).fetchone()
-            self._trgm_schema = row[0] if row else "public"
             await conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {}.schema_version (version int NOT NULL)"
@@ -170,7 +161,7 @@ class PostgresStore:
                     f"schema {self._schema} is at version {current}, newer than this "
                     f"server's {postgres_schema.CURRENT_VERSION}: upgrade the server"
                 )
-            steps = postgres_schema.migrations(self._schema, f'"{self._trgm_schema}".gin_trgm_ops')
+            steps = postgres_schema.migrations(self._schema)
             for version in range(current + 1, postgres_schema.CURRENT_VERSION + 1):
                 for statement in steps[version]:
                     await conn.execute(statement.encode())

@@ -19,6 +19,13 @@ from typing import Final
 
 DAY_NS: Final = 86_400 * 1_000_000_000
 
+# Text search index: the expression (which queries must repeat verbatim for the planner to use
+# it) and the rows it cannot hold, each with its own index. 200,000 characters of tokens make a
+# tsvector well below PostgreSQL's 1 MB limit.
+SEARCH_INDEX_CHARS: Final = 200_000
+SEARCH_VECTOR: Final = f"to_tsvector('simple'::regconfig, left(search, {SEARCH_INDEX_CHARS}))"
+LONG_SEARCH: Final = f"octet_length(search) > {SEARCH_INDEX_CHARS}"
+
 # Advisory lock keys. Keys are per database, not per schema, so each schema gets its own tag;
 # migrations take a fixed database-wide key because `CREATE EXTENSION` is database-wide too.
 MIGRATION_LOCK: Final = (0x7461_696C, 0x6D69_6772)  # "tail", "migr"
@@ -125,7 +132,7 @@ END $$
     ]
 
 
-def _version_1(schema: str, trgm_ops: str) -> list[str]:
+def _version_1(schema: str) -> list[str]:
     s = f'"{schema}"'
     return [
         f"CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -159,7 +166,11 @@ def _version_1(schema: str, trgm_ops: str) -> list[str]:
         f"CREATE INDEX records_id ON {s}.records (id)",
         f"CREATE INDEX records_pod ON {s}.records (namespace, pod, ts_ns, id)",
         f"CREATE INDEX records_workload ON {s}.records (namespace, kind, workload, ts_ns, id)",
-        f"CREATE INDEX records_search ON {s}.records USING gin (search {trgm_ops})",
+        # Word-level GIN over the tokens (see postgres_sql.filters): the first SEARCH_INDEX_CHARS
+        # characters go into the index (a tsvector is capped at 1 MB); longer rows are found
+        # through the small partial index instead, so no row is out of reach.
+        f"CREATE INDEX records_search ON {s}.records USING gin ({SEARCH_VECTOR})",
+        f"CREATE INDEX records_long ON {s}.records (id) WHERE {LONG_SEARCH}",
         f"""CREATE TABLE {s}.sources (
   key text PRIMARY KEY,
   durable_offset bigint NOT NULL,
@@ -206,6 +217,6 @@ def _version_1(schema: str, trgm_ops: str) -> list[str]:
 CURRENT_VERSION: Final = 1
 
 
-def migrations(schema: str, trgm_ops: str) -> dict[int, list[str]]:
+def migrations(schema: str) -> dict[int, list[str]]:
     """Statements that bring the schema from version n-1 to n, by n."""
-    return {1: _version_1(schema, trgm_ops)}
+    return {1: _version_1(schema)}

@@ -3,7 +3,8 @@
 Kept apart from the store so the filter semantics (the same as SQLite's for every `Query` field)
 read in one place. Full-text search matches `base.text_tokens` exactly: each record carries its
 message's tokens as `search` (' tok tok ... ', computed in Python at ingest), and `Query.text`
-becomes `search LIKE '% a b %'`, which pg_trgm's GIN index answers without a scan.
+becomes `search LIKE '% a b %'`, with a word-level GIN index (tsvector of the tokens) to find the
+candidate rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Final
 import orjson
 
 from tailrace import conventions
-from tailrace.server.storage import base
+from tailrace.server.storage import base, postgres_schema
 
 COLUMNS: Final = (
     "id",
@@ -71,6 +72,7 @@ SELECT_COLUMNS: Final = (
 )
 
 Params = list[Any]
+_MAX_WORD_BYTES: Final = 2047  # longer words are left out of a tsvector
 
 
 # ASCII letters and digits to themselves (upper case folded), every other byte to a space.
@@ -208,7 +210,17 @@ def filters(query: base.Query) -> tuple[list[str], Params]:
     if query.text is not None:
         tokens = base.text_tokens(query.text)
         if tokens:
-            # Tokens hold letters and digits only, so they need no LIKE escaping.
+            # Tokens hold letters and digits only, so they need no LIKE or tsquery escaping.
+            # The LIKE is the match; the tsquery (every word, in any order) only lets the GIN
+            # index find candidates. Words PostgreSQL will not index (2 KiB and more) are left
+            # out of it rather than making it match nothing.
+            words = [f"'{token}'" for token in tokens if len(token.encode()) < _MAX_WORD_BYTES]
+            if words:
+                terms.append(
+                    f"({postgres_schema.SEARCH_VECTOR} @@ to_tsquery('simple'::regconfig, %s) "
+                    f"OR {postgres_schema.LONG_SEARCH})"
+                )
+                params.append(" & ".join(words))
             terms.append("search LIKE %s")
             params.append(f"% {' '.join(tokens)} %")
         else:
