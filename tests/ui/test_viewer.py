@@ -47,6 +47,17 @@ def _newest_first_page(fed: feeding.Fed, params: dict[str, str]) -> list[Any]:
     return list(reversed(r.json()["records"]))
 
 
+def test_opens_the_first_workload_out_of_the_box_and_offers_its_pods(
+    page: Page, fed: feeding.Fed
+) -> None:
+    page.goto(f"{fed.server.url}/ui")
+    expect(page.locator("#rows tr")).to_have_count(PAGE)
+    expect(page.locator("#namespace")).to_have_value(feeding.NAMESPACE)
+    expect(page.locator("#target")).to_have_value(f"function/{feeding.WORKLOAD}")
+    offered = page.eval_on_selector_all("#targets option", "options => options.map(o => o.value)")
+    assert offered == [f"function/{feeding.WORKLOAD}", *(f"pod/{pod}" for pod in feeding.PODS)]
+
+
 def test_search_shows_the_newest_page_and_older_pages_reach_the_first_line(
     page: Page, fed: feeding.Fed
 ) -> None:
