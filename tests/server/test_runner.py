@@ -53,3 +53,24 @@ def test_server_process_says_loopback_only_and_stops_cleanly_on_sigterm(tmp_path
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()
     assert "serving on loopback only" in server.output()
+
+
+def test_unusable_auth_or_store_configuration_exits_2(tmp_path: Path) -> None:
+    bad_tokens = tmp_path / "tokens"
+    bad_tokens.write_text("only-a-token\n")
+    port = processes.free_port()
+    for config in (
+        settings.ServerSettings(store_url="nosuch://x", http_addr=f"127.0.0.1:{port}"),
+        settings.ServerSettings(
+            store_url=f"sqlite:///{tmp_path}/a.db",
+            http_addr=f"127.0.0.1:{port}",
+            grpc_addr=f"127.0.0.1:{processes.free_port()}",
+            tokens_file=bad_tokens,
+        ),
+        settings.ServerSettings(
+            store_url=f"sqlite:///{tmp_path}/b.db",
+            http_addr=f"127.0.0.1:{port}",
+            tokens_file=tmp_path / "missing",
+        ),
+    ):
+        assert runner.run(config) == 2

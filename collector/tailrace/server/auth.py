@@ -32,7 +32,11 @@ NEGATIVE_TTL_S = 5.0
 MAX_TOKEN_CHARS = 8192
 
 
-class TokensFileError(ValueError):
+class AuthConfigError(ValueError):
+    """Authentication cannot be set up as configured (bad tokens file, no cluster access)."""
+
+
+class TokensFileError(AuthConfigError):
     pass
 
 
@@ -156,7 +160,12 @@ class KubernetesReviewer:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            try:
+                config.load_kube_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException as err:
+                raise AuthConfigError(
+                    f"--kubernetes-auth needs an in-cluster service account or a kubeconfig: {err}"
+                ) from err
         return cls(client.ApiClient())
 
     def _cached(self, cache: dict[Any, _Cached], key: Any) -> _Cached | None:

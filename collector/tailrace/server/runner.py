@@ -176,7 +176,7 @@ def run(config: settings.ServerSettings) -> int:
         return 2
     try:
         asyncio.run(serve(config))
-    except (ConfigError, base.UnknownStoreURL, auth.TokensFileError, OSError) as err:
+    except (ConfigError, base.UnknownStoreURL, auth.AuthConfigError, OSError) as err:
         log.error("cannot start the server: %s", err)
         return 2
     return 0
