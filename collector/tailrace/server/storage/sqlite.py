@@ -419,7 +419,11 @@ class SQLiteStore:
         return await self._read(work)
 
     async def last_id(self) -> int:
-        return await self._write(lambda conn: self._next_id - 1)
+        # The writer advances _next_id only after COMMIT, so this never names an uncommitted id;
+        # reading it here keeps live-tail start-ups from queueing behind appends.
+        if self._writer is None:
+            raise base.StoreUnavailable("the SQLite store is not open")
+        return self._next_id - 1
 
     async def totals(self) -> base.Totals:
         def work(conn: sqlite3.Connection) -> base.Totals:
