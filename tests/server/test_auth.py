@@ -102,15 +102,25 @@ def test_tokens_file_errors_name_the_line() -> None:
         auth.TokenTable.parse("tok ,,\n", "tokens")
 
 
-async def test_rate_limit_answers_429_with_retry_after(make_server: ServerFactory) -> None:
-    server = await make_server(limiter=ratelimit.RateLimiter(rate_per_s=0.01, burst=2))
-    assert (await server.http.get(POD_URL)).status_code == 200
-    assert (await server.http.get(POD_URL)).status_code == 200
-    limited = await server.http.get(POD_URL)
+async def test_rate_limit_per_token_answers_429_with_retry_after(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    readers = tmp_path / "tokens"
+    readers.write_text("first *\nsecond *\n")
+    server = await make_server(
+        authorizer=auth.build(readers, None, kubernetes_auth=False),
+        limiter=ratelimit.RateLimiter(rate_per_s=0.01, burst=2),
+    )
+    first = _bearer("first")
+    assert (await server.http.get(POD_URL, headers=first)).status_code == 200
+    assert (await server.http.get(POD_URL, headers=first)).status_code == 200
+    limited = await server.http.get(POD_URL, headers=first)
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["error_code"] == "rate_limited"
     assert server.registry.get_sample_value("tailrace_server_rate_limited_total") == 1
+    # Another token has its own bucket; health checks are never limited.
+    assert (await server.http.get(POD_URL, headers=_bearer("second"))).status_code == 200
     assert (await server.http.get("/healthz")).status_code == 200
 
 
