@@ -168,3 +168,28 @@ async def test_oversize_message_is_rejected(
         await stub.Push(ingest_pb2.PushRequest(batches=[huge]), metadata=AUTH)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert await harness.store.count(base.Query()) == 0
+
+
+@pytest.mark.parametrize("text", ["plain ascii", "naïve café ✓"])
+def test_fast_decode_reads_batches_as_the_codec_does(text: str) -> None:
+    builder = codec.BatchBuilder(source(workload="Pipeline/etl"))
+    builder.add(T0, ord("e"), 4, text.encode(), 10, records.FLAG_TRUNCATED, "e1", b'{"a": 1}')
+    builder.add(T0 + 1, ord("o"), 0, b"", 11, 0, "", b"not json")
+    builder.add(T0 + 2, ord("o"), 5, "second ✓".encode(), 30, records.FLAG_SPLIT)
+    wire = builder.build()
+    decoded = ingest.decode(wire, "Pipeline", "etl")
+    for got, want in zip(decoded, codec.iter_records(wire), strict=True):
+        assert (got.ts_ns, got.stream, got.level, got.message, got.flags) == (
+            want.ts_ns,
+            want.stream,
+            want.level,
+            want.message,
+            want.flags,
+        )
+        assert (got.execution_id, got.attrs) == (want.execution_id, want.attrs)
+        assert (got.kind, got.workload, got.namespace, got.pod_uid) == (
+            "Pipeline",
+            "etl",
+            "ns",
+            "uid-1",
+        )
