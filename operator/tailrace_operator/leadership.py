@@ -7,6 +7,8 @@ draws a random priority unless one is configured.
 A paused replica stops its watch streams, so its indexes go stale, and its admission webhook would
 answer from them. It must therefore not be ready: the webhook Service then sends reviews only to
 the leader. kopf exposes no pause signal, only its peering log lines, so those are followed here.
+With several `--namespace`s there is one peering object per namespace and the last message wins;
+kopf itself pauses while any of them is paused.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ def random_priority() -> int:
 class PauseTracker(logging.Handler):
     """Follows kopf's peering log to know whether this replica is paused (a follower)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, paused: bool) -> None:
         super().__init__(level=logging.INFO)
-        self.paused = False
+        # With mandatory peering kopf starts paused and says only "Resuming" once it leads; a
+        # replica that finds a leader already there never logs anything.
+        self.paused = paused
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()

@@ -117,7 +117,7 @@ async def operate(
             task.cancel()
 
     kopf_ready = asyncio.Event()
-    pause = leadership.PauseTracker()
+    pause = leadership.PauseTracker(paused=not operator_settings.standalone)
     pause.attach()
     webhook_ready = asyncio.Event()
     operator_task = asyncio.create_task(

@@ -13,9 +13,16 @@ def record(message: str) -> logging.LogRecord:
     )
 
 
-def test_pause_and_resume_messages_toggle_the_follower_state() -> None:
-    tracker = leadership.PauseTracker()
+def test_replica_is_paused_until_kopf_says_it_resumes() -> None:
+    tracker = leadership.PauseTracker(paused=True)
+    tracker.emit(record("Keep-alive in 'tailrace' cluster-wide: ok."))
+    assert tracker.paused is True
+    tracker.emit(record("Resuming operations after the pause. Conflicting operators are gone."))
     assert tracker.paused is False
+
+
+def test_pause_and_resume_messages_toggle_the_follower_state() -> None:
+    tracker = leadership.PauseTracker(paused=False)
 
     tracker.emit(record("Pausing operations in favour of [Peer(identity='b', priority=9)]."))
     assert tracker.paused is True
@@ -28,7 +35,7 @@ def test_pause_and_resume_messages_toggle_the_follower_state() -> None:
 
 
 def test_tracker_sees_kopf_peering_records_when_attached() -> None:
-    tracker = leadership.PauseTracker()
+    tracker = leadership.PauseTracker(paused=False)
     tracker.attach()
     try:
         logging.getLogger(leadership.PEERING_LOGGER).info("Pausing operations in favour of [x].")
