@@ -78,6 +78,9 @@ class AgentProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
 
+    def wait_started(self, timeout_s: float = 20.0) -> None:
+        wait_for(lambda: "agent started" in self.log_text(), timeout_s, what="agent started")
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 

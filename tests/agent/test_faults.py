@@ -104,6 +104,7 @@ def test_agent_killed_at_random_points_again_and_again_stores_every_line_once(
         agent.kill()
     writer.join()
     agent = agent_factory()
+    agent.wait_started()
     wait_all(ingest.servicer, len(writer.sent), timeout_s=60, sent=writer.sent)
     assert agent.terminate() == 0
     assert_exactly_once(ingest.servicer, writer.sent)

@@ -111,11 +111,21 @@ class Checkpoints:
             self._dirty = True
 
     def set_head(self, key: str, head: bytes) -> None:
+        """Record a file's first bytes; the first time, on disk at once.
+
+        A source whose entry has no head has never sealed a batch, so after a crash its key may be
+        used again from offset 0. That holds only if the head reaches the disk before the first
+        batch of the source can reach the server.
+        """
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and len(head) * 2 > len(entry.head):
-                entry.head = head.hex()
-                self._dirty = True
+            if entry is None or len(head) * 2 <= len(entry.head):
+                return
+            first = not entry.head
+            entry.head = head.hex()
+            self._dirty = True
+        if first:
+            self.save(self.saved_at)
 
     def sealed(self, key: str, covered: int, resume: int) -> None:
         """A batch covering the source up to `covered` is on its way."""

@@ -209,14 +209,21 @@ def run(settings: AgentSettings) -> int:
     """Run the agent until SIGTERM/SIGINT; the CLI's entry point. Returns the exit code."""
     if not logging.getLogger("tailrace").handlers:
         jsonlog.configure()
-    agent = Agent(settings)
+    agent: Agent | None = None
+    early = threading.Event()  # a signal before the agent exists: stop as soon as it does
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        agent.request_stop()
+        if agent is None:
+            early.set()
+        else:
+            agent.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        agent = Agent(settings)
+        if early.is_set():
+            agent.request_stop()
         return agent.run()
     finally:
         for sig, handler in previous.items():

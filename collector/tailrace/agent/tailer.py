@@ -122,9 +122,29 @@ class Tailer:
                 self._check_truncation(tracked, now)
         for ident in [i for i in self.done if i not in seen]:
             del self.done[ident]
+        # A finished source is forgotten once its file is gone, but not while a rotated copy of
+        # it remains: its head is what tells that copy from a file never read.
+        copies = [lf for lf in found if not lf.live]
         self.state.forget(
-            {e.key for e in self.state.entries() if e.done and (e.dev, e.inode) not in seen}
+            {
+                e.key
+                for e in self.state.entries()
+                if e.done and (e.dev, e.inode) not in seen and not self._has_copy(e, copies)
+            }
         )
+
+    def _has_copy(self, entry: checkpoints.Entry, copies: list[layout.LogFile]) -> bool:
+        if not entry.head:
+            return False
+        head = bytes.fromhex(entry.head)
+        folder = os.path.dirname(entry.path)
+        for lf in copies:
+            if str(lf.path.parent) == folder:
+                theirs = _head_of(lf)
+                n = min(len(theirs), len(head))
+                if n and theirs[:n] == head[:n]:
+                    return True
+        return False
 
     def _open(self, lf: layout.LogFile, st: os.stat_result, now: float, current: bool) -> None:
         ident = (st.st_dev, st.st_ino)
@@ -357,6 +377,9 @@ class Tailer:
             if n:
                 total += n
                 tracked.last_data = now
+                if len(tracked.head) < checkpoints.HEAD_BYTES and tracked.fd >= 0:
+                    tracked.head = os.pread(tracked.fd, checkpoints.HEAD_BYTES, 0)
+                    self.state.set_head(source.key, tracked.head)
             if source.has_output:
                 if tracked.batch_since < 0:
                     tracked.batch_since = now
@@ -464,7 +487,27 @@ class Tailer:
         return stats
 
 
+_heads: dict[tuple[str, int, int], bytes] = {}
+
+
 def _head_of(lf: layout.LogFile) -> bytes:
+    """The first bytes of a log file (uncompressed), cached by path, size and mtime."""
+    try:
+        st = lf.path.stat()
+    except OSError:
+        return b""
+    cache_key = (str(lf.path), st.st_size, st.st_mtime_ns)
+    head = _heads.get(cache_key)
+    if head is None:
+        head = _read_head(lf)
+        if len(_heads) > 4096:
+            _heads.clear()
+        if len(head) == checkpoints.HEAD_BYTES or not lf.compressed:
+            _heads[cache_key] = head
+    return head
+
+
+def _read_head(lf: layout.LogFile) -> bytes:
     try:
         reader = _reader_for(lf, 0)
     except OSError:
