@@ -101,6 +101,11 @@ async def serve(config: settings.ServerSettings) -> None:
             queue_records=config.follower_queue_records,
             heartbeat_s=config.heartbeat_s,
         )
+        if isinstance(store, streaming.WatchableStore):
+            # Before ingest starts: the feed begins at the store's current watermark, and from
+            # then on every record, this replica's too, reaches the hub through it, in id order.
+            hub.start(await store.last_id())
+            hub.fed_by_store = True
         authorizer = auth.build(
             config.tokens_file,
             config.ingest_tokens_file,

@@ -190,6 +190,8 @@ class Hub:
 
     def start(self, last_stored_id: int) -> None:
         """Records up to `last_stored_id` predate this process: only the store has them."""
+        if self.fed_by_store:
+            return  # the shared store's feed moves `last_id`, in its order (see follow_store)
         self.last_id = max(self.last_id, last_stored_id)
         self.ring.floor = max(self.ring.floor, last_stored_id)
 

@@ -315,6 +315,7 @@ class PostgresStore:
         loop early; the poll by id is what is delivered, so lost notifications lose nothing.
         """
         last = after_id
+        log.info("live-tail feed: following records after id %d", after_id)
         listener: psycopg.AsyncConnection[Any] | None = None
         backoff = 0.1
         try:
