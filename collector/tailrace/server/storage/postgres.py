@@ -76,9 +76,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
 
 
 class PostgresStore:
-    """`base.Store` on PostgreSQL; `shared` tells the server other replicas may write too."""
-
-    shared: Final = True
+    """`base.Store` on PostgreSQL, shared by replicas (`watch` feeds each one's live tail)."""
 
     def __init__(self, url: str, clock: Callable[[], int] = time.time_ns) -> None:
         self._conninfo, self._schema, self._pool_max = parse_url(url)
