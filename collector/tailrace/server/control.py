@@ -33,7 +33,7 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
-def _object(body: bytes) -> dict[str, Any]:
+def parse_object(body: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -278,7 +278,7 @@ class Control:
         kind = conventions.PLURAL_KINDS.get(plural)
         if kind is None:
             raise errors.not_found(f"resource type {plural!r}", expected=["functions", "pipelines"])
-        obj = _object(await self.ctx.read_body(request))
+        obj = parse_object(await self.ctx.read_body(request))
         if obj.get("kind") not in (None, kind):
             raise errors.bad_body("kind", f"is {obj.get('kind')!r}, the URL says {kind}")
         metadata = _check_metadata(obj, namespace, name)
@@ -346,7 +346,7 @@ class Control:
     async def put_pod(self, request: Request) -> Response:
         await self.ctx.operator(request)
         namespace, name = request.path_params["ns"], request.path_params["pod"]
-        obj = _object(await self.ctx.read_body(request))
+        obj = parse_object(await self.ctx.read_body(request))
         if obj.get("kind") not in (None, "Pod"):
             raise errors.bad_body("kind", f"is {obj.get('kind')!r}, expected Pod")
         metadata = _check_metadata(obj, namespace, name)

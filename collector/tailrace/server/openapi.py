@@ -363,6 +363,15 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _JSON_OK, **_CONTROL_ERRORS},
                 },
             },
+            "/v1/namespaces/{ns}/pods/{pod}/events/{event}": {
+                "put": {
+                    "operationId": "putPodEvent",
+                    "summary": "Control API: a Kubernetes Event about a pod (idempotent by name).",
+                    "parameters": [*pod_params, _param("event", "path", _NAME, "Event name.")],
+                    "requestBody": _KUBE_OBJECT,
+                    "responses": {"200": _JSON_OK, **_CONTROL_ERRORS},
+                }
+            },
             "/healthz": {
                 "get": {"operationId": "healthz", "security": [], "responses": {"200": _JSON_OK}}
             },

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 from tailrace import conventions
 
 Order = Literal["asc", "desc"]
-RecordSource = Literal["agent", "otlp", "operator"]
+RecordSource = Literal["agent", "otlp", "operator", "kubernetes"]
 
 
 class StoreError(Exception):
