@@ -124,6 +124,8 @@ class Buffer:
             for _ in range(count):
                 item = self._memory.popleft()
                 self.memory_bytes -= item.size
+            while self._spooled and self.memory_bytes < self.memory_limit:
+                self._unspool()  # refill memory from the spool's head: its room frees the spool
             self._cond.notify_all()
 
     def wait_empty(self, timeout: float) -> bool:
