@@ -164,11 +164,7 @@ async def test_words_past_the_indexed_prefix_and_very_long_words_are_still_found
     long_line = "filler " * (postgres_schema.SEARCH_INDEX_CHARS // 7 + 10) + "needle at the end"
     huge_word = "x" * 3000
     await store.append(
-        [
-            samples.batch(
-                "s", [samples.record(long_line), samples.record(f"short {huge_word} tail")]
-            )
-        ]
+        [samples.batch("s", [samples.record(long_line), samples.record(f"short {huge_word} tail")])]
     )
     (found,) = await store.query(base.Query(text="needle at the END"))
     assert found.message == long_line
