@@ -147,6 +147,9 @@ class _Kubernetes:
         user = {"alice-token": "alice", "agent-sa-token": "system:serviceaccount:tr:agent"}.get(
             spec["token"]
         )
+        # The agent's projected token is valid only for the audience it was issued for.
+        if spec["token"] == "agent-sa-token" and spec.get("audiences") != ["tailrace"]:
+            user = None
         return {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
@@ -154,6 +157,7 @@ class _Kubernetes:
             "status": {
                 "authenticated": user is not None,
                 "user": {"username": user} if user else None,
+                "audiences": spec.get("audiences"),
             },
         }
 

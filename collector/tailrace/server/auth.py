@@ -30,6 +30,7 @@ ALL_NAMESPACES = "*"
 POSITIVE_TTL_S = 30.0
 NEGATIVE_TTL_S = 5.0
 MAX_TOKEN_CHARS = 8192
+INGEST_AUDIENCE = "tailrace"  # the projected service-account token of injected collectors
 
 
 class AuthConfigError(ValueError):
@@ -149,7 +150,7 @@ class KubernetesReviewer:
         self._clock = clock
         self._positive_ttl = positive_ttl_s
         self._negative_ttl = negative_ttl_s
-        self._users: dict[str, _Cached] = {}
+        self._users: dict[tuple[str, str | None], _Cached] = {}
         self._decisions: dict[tuple[str, str], _Cached] = {}
 
     @classmethod
@@ -182,11 +183,15 @@ class KubernetesReviewer:
         ttl = self._positive_ttl if ok else self._negative_ttl
         cache[key] = _Cached(value, self._clock() + ttl)
 
-    def _token_review(self, token: str) -> KubeUser | None:
-        body = self._client.V1TokenReview(spec=self._client.V1TokenReviewSpec(token=token))
-        result = self._authn.create_token_review(body)
+    def _token_review(self, token: str, audience: str | None) -> KubeUser | None:
+        spec = self._client.V1TokenReviewSpec(
+            token=token, audiences=[audience] if audience else None
+        )
+        result = self._authn.create_token_review(self._client.V1TokenReview(spec=spec))
         status = result.status
         if status is None or not status.authenticated or status.user is None:
+            return None
+        if audience and status.audiences is not None and audience not in status.audiences:
             return None
         user = status.user
         return KubeUser(
@@ -211,13 +216,14 @@ class KubernetesReviewer:
         result = self._authz.create_subject_access_review(body)
         return bool(result.status is not None and result.status.allowed)
 
-    async def user(self, token: str) -> KubeUser | None:
-        key = token_key(token) + hashlib.sha256(token.encode()).hexdigest()
+    async def user(self, token: str, audience: str | None = None) -> KubeUser | None:
+        """Who the token belongs to; with `audience`, only if it was issued for that audience."""
+        key = (hashlib.sha256(token.encode()).hexdigest(), audience)
         cached = self._cached(self._users, key)
         if cached is not None:
             return cached.value  # type: ignore[no-any-return]
         try:
-            user = await asyncio.to_thread(self._token_review, token)
+            user = await asyncio.to_thread(self._token_review, token, audience)
         except Exception as err:
             raise errors.ApiError(
                 503, "auth_unavailable", "cannot reach the Kubernetes API to review the token"
@@ -260,11 +266,14 @@ class Authorizer:
         kubernetes: KubernetesReviewer | None = None,
         ingest_service_accounts: Iterable[str] = (),
         on_failure: Callable[[str], None] = lambda reason: None,
+        ingest_audience: str | None = INGEST_AUDIENCE,
     ) -> None:
         self.readers = readers
         self.ingesters = ingesters
         self.kubernetes = kubernetes
         self.ingest_service_accounts = frozenset(ingest_service_accounts)
+        # Injected collectors present a projected token issued for this audience.
+        self.ingest_audience = ingest_audience
         self.on_failure = on_failure
 
     @property
@@ -327,7 +336,7 @@ class Authorizer:
         if token is None or self.kubernetes is None or not self.ingest_service_accounts:
             self.on_failure("ingest_denied")
             return False
-        user = await self.kubernetes.user(token)
+        user = await self.kubernetes.user(token, self.ingest_audience)
         allowed = user is not None and user.username in self.ingest_service_accounts
         if not allowed:
             self.on_failure("ingest_denied")
