@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.operator.conftest import KubernetesAPI
 from tests.operator.harness import (
     GROUP_VERSION,
@@ -38,50 +36,46 @@ def warnings_about(k8s: KubernetesAPI, name: str, reason: str) -> list[dict[str,
     ]
 
 
-@pytest.mark.parametrize(
-    ("spec", "field"),
-    [
-        pytest.param(
-            {"collector": {"resources": {"limits": {"memory": "-1Gi"}}}},
-            "spec.collector.resources.limits.memory",
-            id="negative-limit",
-        ),
-        pytest.param(
-            {"logs": {"ringBuffer": {"lines": -5}}}, "ringBuffer.lines", id="negative-ring"
-        ),
-        pytest.param(
-            {"logs": {"onOverflow": "wrap"}}, "spec.logs.onOverflow", id="unknown-overflow"
-        ),
-        pytest.param({"logs": {"minLevel": "LOUD"}}, "spec.logs.minLevel", id="unknown-level"),
-        pytest.param({"collector": {"mode": "daemon"}}, "spec.collector.mode", id="unknown-mode"),
-        pytest.param(
-            {"logs": {"maxLineBytes": 10}}, "spec.logs.maxLineBytes", id="tiny-line-limit"
-        ),
-        pytest.param({"logs": {"retention": {"maxAge": "2 weeks"}}}, "maxAge", id="bad-duration"),
-    ],
-)
-async def test_invalid_spec_gets_condition_and_event_while_valid_one_is_served(
-    k8s: KubernetesAPI, control_server: FakeControlServer, spec: dict[str, Any], field: str
+BAD_SPECS: dict[str, tuple[dict[str, Any], str]] = {
+    "negative-limit": (
+        {"collector": {"resources": {"limits": {"memory": "-1Gi"}}}},
+        "spec.collector.resources.limits.memory",
+    ),
+    "negative-ring": ({"logs": {"ringBuffer": {"lines": -5}}}, "spec.logs.ringBuffer.lines"),
+    "unknown-overflow": ({"logs": {"onOverflow": "wrap"}}, "spec.logs.onOverflow"),
+    "unknown-level": ({"logs": {"minLevel": "LOUD"}}, "spec.logs.minLevel"),
+    "unknown-mode": ({"collector": {"mode": "daemon"}}, "spec.collector.mode"),
+    "tiny-line-limit": ({"logs": {"maxLineBytes": 10}}, "spec.logs.maxLineBytes"),
+    "bad-duration": ({"logs": {"retention": {"maxAge": "2 weeks"}}}, "retention.maxAge"),
+}
+
+
+async def test_invalid_specs_get_conditions_and_events_while_a_valid_one_is_served(
+    k8s: KubernetesAPI, control_server: FakeControlServer
 ) -> None:
     async with running_operator(k8s, operator_settings(control_server.url)):
-        await k8s.post(FUNCTIONS, json=function_body("broken", **spec))
+        for name, (spec, _) in BAD_SPECS.items():
+            await k8s.post(FUNCTIONS, json=function_body(name, **spec))
         await k8s.post(FUNCTIONS, json=function_body("fine"))
 
-        def invalid() -> dict[str, Any] | None:
-            obj = k8s.get(f"{GROUP_VERSION}/functions", "default", "broken")
-            return obj if (obj or {}).get("status", {}).get("phase") == "Invalid" else None
+        for name, (_, field) in BAD_SPECS.items():
 
-        obj = await eventually(invalid)
-        spec_valid = condition(obj, "SpecValid")
-        assert spec_valid["status"] == "False"
-        assert spec_valid["reason"] == "InvalidSpec"
-        assert field in spec_valid["message"]
-        assert condition(obj, "Ready")["status"] == "False"
-        event = (await eventually(lambda: warnings_about(k8s, "broken", "InvalidSpec")))[0]
-        assert field in event["message"]
-        # Never sent to the server, and the valid neighbour is registered as usual.
+            def invalid(name: str = name) -> dict[str, Any] | None:
+                obj = k8s.get(f"{GROUP_VERSION}/functions", "default", name)
+                return obj if (obj or {}).get("status", {}).get("phase") == "Invalid" else None
+
+            obj = await eventually(invalid)
+            spec_valid = condition(obj, "SpecValid")
+            assert spec_valid["status"] == "False", name
+            assert spec_valid["reason"] == "InvalidSpec", name
+            assert field in spec_valid["message"], name
+            assert condition(obj, "Ready")["status"] == "False", name
+            events = await eventually(lambda name=name: warnings_about(k8s, name, "InvalidSpec"))
+            assert field in events[0]["message"], name
+            # Never sent to the server.
+            assert f"default/functions/{name}" not in control_server.workloads
+        # The valid neighbour is registered as usual.
         await eventually(lambda: control_server.workloads.get("default/functions/fine"))
-        assert "default/functions/broken" not in control_server.workloads
 
 
 async def test_selector_matching_no_pod_gives_condition_and_event_not_an_error(
