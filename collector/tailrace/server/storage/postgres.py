@@ -253,7 +253,7 @@ class PostgresStore:
 
     async def durable_offsets(self, keys: Sequence[str]) -> dict[str, int]:
         rows = await self._fetch(
-            "SELECT key, durable_offset FROM sources WHERE key = ANY(%s) AND durable_offset > 0",
+            "SELECT key, durable_offset FROM sources WHERE key = ANY(%s)",
             (list(keys),),
         )
         return {key: int(mark) for key, mark in rows}
