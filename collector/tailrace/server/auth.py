@@ -336,7 +336,11 @@ class Authorizer:
         if token is None or self.kubernetes is None or not self.ingest_service_accounts:
             self.on_failure("ingest_denied")
             return False
+        # Injected collectors hold a projected token for the 'tailrace' audience; the operator
+        # and node agents may hold a plain service-account token (the API server's audience).
         user = await self.kubernetes.user(token, self.ingest_audience)
+        if user is None and self.ingest_audience:
+            user = await self.kubernetes.user(token, None)
         allowed = user is not None and user.username in self.ingest_service_accounts
         if not allowed:
             self.on_failure("ingest_denied")
