@@ -176,3 +176,11 @@ def test_asks_for_a_token_when_the_server_wants_one(page: Page, tmp_path: Path) 
         # The pods' own events (scheduled, started) are there to read once the token is in.
         expect(page.locator("#rows tr")).not_to_have_count(0)
         assert page.evaluate("sessionStorage.getItem('tailrace.token')") == "viewer-token"
+        # A namespace the token may not read: the page says so and takes another token.
+        page.fill("#namespace", "billing")
+        page.click("#search")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#token-reason")).to_contain_text("may not read")
+        page.fill("#token", "admin-token")
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#status")).to_contain_text("not found")

@@ -5,6 +5,9 @@ const TOKEN_KEY = "tailrace.token";
 
 export class AuthRequired extends Error {}
 
+// A valid token that may not read this namespace: another token may.
+export class Forbidden extends AuthRequired {}
+
 export class ApiError extends Error {
   constructor(status, message) {
     super(message);
@@ -73,6 +76,7 @@ async function failure(response) {
     // not JSON: keep the status text
   }
   if (response.status === 401) return new AuthRequired(message);
+  if (response.status === 403) return new Forbidden(message);
   return new ApiError(response.status, message);
 }
 

@@ -181,17 +181,17 @@ el.scroller.addEventListener("scroll", () => {
 
 function handle(err, again) {
   if (err instanceof api.AuthRequired) {
-    askForToken(err.message, again);
+    askForToken(err.message, again, err instanceof api.Forbidden);
   } else if (err.name !== "AbortError") {
     status(err.message || String(err), true);
   }
 }
 
-function askForToken(reason, again) {
+function askForToken(reason, again, forbidden = false) {
   state.retry = again;
-  el.tokenReason.textContent = api.token()
-    ? `The server refused the token (${reason}).`
-    : `The server answered 401: ${reason}.`;
+  if (forbidden) el.tokenReason.textContent = `This token may not read that (${reason}).`;
+  else if (api.token()) el.tokenReason.textContent = `The server refused the token (${reason}).`;
+  else el.tokenReason.textContent = `The server answered 401: ${reason}.`;
   el.token.value = "";
   if (!el.tokenDialog.open) el.tokenDialog.showModal();
   status("waiting for a token", true);
