@@ -63,8 +63,8 @@ def _health_routes(ctx: context.ServerContext) -> list[BaseRoute]:
     async def scrape(request: Request) -> Response:
         # Store size is refreshed here, at scrape time, and read by the custom collector.
         try:
-            stats = await asyncio.wait_for(ctx.store.stats(base.Query()), STORE_PROBE_TIMEOUT_S)
-            size["last"] = metrics.StoreSize(stats.total, stats.bytes)
+            totals = await asyncio.wait_for(base.totals(ctx.store), STORE_PROBE_TIMEOUT_S)
+            size["last"] = metrics.StoreSize(totals.rows, totals.bytes)
         except (base.StoreError, TimeoutError):
             size["last"] = None
         output = exposition.generate_latest(ctx.metrics.registry)
