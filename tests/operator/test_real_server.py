@@ -119,6 +119,40 @@ async def test_function_registration_pod_lifecycle_and_deletion_with_the_real_se
             records = await eventually_async(system_records)
             assert all(r["stream"] == "system" for r in records)
             assert {r["pod"] for r in records} == {"hello-1"}
+            # A Kubernetes Event about the pod becomes a system record as well.
+            await k8s.post(
+                "/api/v1/namespaces/default/events",
+                json={
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"name": "hello-1.17a", "namespace": "default"},
+                    "involvedObject": {
+                        "kind": "Pod",
+                        "name": "hello-1",
+                        "namespace": "default",
+                        "fieldPath": "spec.containers{app}",
+                    },
+                    "reason": "BackOff",
+                    "message": "Back-off restarting failed container app",
+                    "type": "Warning",
+                    "count": 1,
+                    "source": {"component": "kubelet"},
+                },
+            )
+
+            async def backoff_record() -> list[dict[str, Any]]:
+                answer = await client.get(
+                    "/v1/namespaces/default/functions/hello/logs",
+                    headers={"Accept": "application/json"},
+                )
+                records = answer.json().get("records", []) if answer.status_code == 200 else []
+                return [r for r in records if "Back-off restarting" in r.get("message", "")]
+
+            [backoff] = await eventually_async(backoff_record)
+            assert backoff["stream"] == "system"
+            assert backoff["level"] == "WARN"
+            assert backoff["pod"] == "hello-1"
+
             answer = await client.get("/v1/namespaces/default/functions/hello/events")
             events = [e.get("event") for e in answer.json()["events"]]
             assert "CALL" in events
