@@ -93,6 +93,7 @@ def test_json_lines_give_level_execution_id_and_http_fields(tmp_path: Path) -> N
         + cri_line(5, "info: fine", "stderr")
         + cri_line(6, "Traceback (most recent call last):", "stderr")
         + cri_line(7, "plain")
+        + cri_line(8, '{"status": 404, "url" : "/x", "method":"P\\"UT"}')
     )
     result = pipeline.run(tmp_path, data)
     got = [(r.level, r.execution_id, r.attrs) for r in result.records]
@@ -105,5 +106,6 @@ def test_json_lines_give_level_execution_id_and_http_fields(tmp_path: Path) -> N
         ("INFO", "", {}),
         ("ERROR", "", {}),
         ("INFO", "", {}),
+        ("INFO", "", {"status": 404, "url": "/x", "method": 'P"UT'}),
     ]
     assert result.records[0].message.startswith('{"level":"warn"')

@@ -164,26 +164,42 @@ class Enricher:
         parts: list[bytes] = []
         for key in self._http:
             at = content.find(key.colon)
-            if at < 0:
+            if at >= 0:
+                raw = self._http_value(content, key, at)
+            elif key.quoted in content:  # spaced out: `"url" : "..."`
+                raw = _raw_value(content, key.quoted)
+                raw = (
+                    key.colon + raw
+                    if raw is not None and (raw[:1] == b'"' or raw.isdigit())
+                    else None
+                )
+            else:
                 continue
-            start = at + key.colon_skip
-            first = content[start : start + 1]
-            if first == b'"':
-                end = content.find(b'"', start + 1)
-                if end > 0 and content[end - 1] != 92:
-                    parts.append(content[at : end + 1])
-                    continue
-            elif first.isdigit():
-                end = content.find(b",", start)
-                if end < 0:
-                    end = content.find(b"}", start)
-                if end > start and content[start:end].isdigit():
-                    parts.append(content[at:end])
-                    continue
-            raw = _raw_value(content, key.quoted)
-            if raw is not None and (raw[:1] == b'"' or raw.isdigit()):
-                parts.append(key.colon + raw)
+            if raw is not None:
+                parts.append(raw)
         return level, execution_id, b"{" + b",".join(parts) + b"}" if parts else b""
+
+    @staticmethod
+    def _http_value(content: bytes, key: _Key, at: int) -> bytes | None:
+        """`"name":value` as it is in the line when value is a plain string or number."""
+        start = at + key.colon_skip
+        if start >= len(content):
+            return None
+        first = content[start]
+        if first == 34:  # '"'
+            end = content.find(b'"', start + 1)
+            if end > 0 and content[end - 1] != 92:
+                return content[at : end + 1]
+        elif 48 <= first <= 57:
+            end = content.find(b",", start)
+            if end < 0:
+                end = content.find(b"}", start)
+            if end > start and content[start:end].isdigit():
+                return content[at:end]
+        raw = _raw_value(content, key.quoted)
+        if raw is not None and (raw[:1] == b'"' or raw.isdigit()):
+            return key.colon + raw
+        return None
 
 
 class _Key:
