@@ -51,6 +51,8 @@ async def messages(store: Any, **fields: Any) -> list[str]:
     [
         ({}, ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]),
         ({"namespace": "ns2"}, ["epsilon"]),
+        ({"namespace": "nowhere"}, []),
+        ({"namespace": "nowhere", "text": "alpha"}, []),
         ({"namespace": "ns", "kind": "Function", "workload": "hello"}, ["alpha", "beta", "gamma"]),
         ({"kind": "Pipeline"}, ["delta"]),
         ({"namespace": "ns", "pod": "pod-2"}, ["delta"]),

@@ -385,6 +385,8 @@ class SQLiteStore:
         sql, params, reverse = sqlite_query.select(query)
 
         def work(conn: sqlite3.Connection) -> list[base.StoredRecord]:
+            if sqlite_query.namespace_unknown(conn, query):
+                return []
             found = [sqlite_rows.record(row) for row in conn.execute(sql, params)]
             if reverse:
                 found.reverse()

@@ -7,6 +7,7 @@ terms a query becomes, which ORDER BY, and how cursors turn into row-value range
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ def where(query: base.Query, *, paging: bool) -> Where:
         )
     if query.namespace is not None:
         w.add("namespace = ?", query.namespace)
+
     if query.kind is not None:
         w.add("kind = ?", query.kind)
     if query.workload is not None:
@@ -126,6 +128,20 @@ def where(query: base.Query, *, paging: bool) -> Where:
         ascending = query.order == "asc" or query.tail is not None
         w.add("(ts_ns, id) > (?, ?)" if ascending else "(ts_ns, id) < (?, ?)", *query.after)
     return w
+
+
+def namespace_unknown(conn: sqlite3.Connection, query: base.Query) -> bool:
+    """True when the query names a namespace that never logged.
+
+    No scope index serves a namespace alone (it walks the time index), so a namespace with no
+    record would otherwise cost a walk over the whole table to find nothing.
+    """
+    if query.namespace is None:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM pod_refs WHERE namespace = ? LIMIT 1", (query.namespace,)
+    ).fetchone()
+    return row is None
 
 
 def select(query: base.Query) -> tuple[str, list[Any], bool]:

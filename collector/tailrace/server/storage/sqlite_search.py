@@ -25,6 +25,8 @@ def text_query(
     conn: sqlite3.Connection, query: base.Query, fts_driven_max: int
 ) -> list[base.StoredRecord]:
     assert query.text is not None
+    if sqlite_query.namespace_unknown(conn, query):
+        return []
     terms = sqlite_query.fts_terms(query.text)
     (matches,) = conn.execute(
         "SELECT count(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
