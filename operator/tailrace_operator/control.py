@@ -1,8 +1,9 @@
 """Client of the server's control API (docs/interfaces.md): the operator's only way to the server.
 
 Two failure families, because the handlers react differently: `ServerUnreachable` (connection
-refused, timeout, 5xx) is temporary and retried with backoff; `ServerRejected` (4xx) means the
-server will not take this object as it is, which no retry fixes.
+refused, timeout, 5xx, 429, and refused credentials) is temporary and retried with backoff;
+`ServerRejected` (other 4xx) means the server will not take this object as it is, which no retry
+fixes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ class ControlError(Exception):
 
 class ServerUnreachable(ControlError):
     """The server could not be reached or failed; worth retrying later."""
+
+
+class ServerUnauthorized(ServerUnreachable):
+    """The server refused the operator's credentials (401/403): retried, as a token can be fixed
+    or rotated without touching the workload."""
 
 
 class ServerRejected(ControlError):
@@ -112,6 +118,10 @@ class ControlClient:
         self._count(method, str(response.status_code))
         if response.status_code >= 500 or response.status_code == 429:
             raise ServerUnreachable(
+                f"{method} {path}: server answered {response.status_code}: {_message(response)}"
+            )
+        if response.status_code in (401, 403):
+            raise ServerUnauthorized(
                 f"{method} {path}: server answered {response.status_code}: {_message(response)}"
             )
         if missing_ok and response.status_code in (404, 405):

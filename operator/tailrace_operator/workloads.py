@@ -111,7 +111,7 @@ async def _reconcile(
         await ctx.control.put_workload(kind, namespace, name, _for_server(body))
         selected = await pods.put_selected_pods(ctx, ref, indices)
     except control.ServerUnreachable as err:
-        _mark_unreachable(patch, existing, generation, now, str(err))
+        _mark_unreachable(patch, existing, generation, now, err)
         ctx.metrics.reconciles.labels(kind=kind, outcome="unreachable").inc()
         raise kopf.TemporaryError(str(err), delay=ctx.settings.retry_backoff_s) from err
     except control.ServerRejected as err:
@@ -190,7 +190,7 @@ async def _refresh(
             await pods.put_selected_pods(ctx, ref, indices)
             stats = await ctx.control.workload_stats(kind, namespace, name)
     except control.ServerUnreachable as err:
-        _mark_unreachable(patch, existing, generation, now, str(err))
+        _mark_unreachable(patch, existing, generation, now, err)
         ctx.metrics.errors.labels(where="refresh", reason="unreachable").inc()
         return
     except control.ServerRejected as err:
@@ -220,14 +220,15 @@ def _mark_unreachable(
     existing: Any,
     generation: int | None,
     now: str,
-    message: str,
+    err: control.ServerUnreachable,
 ) -> None:
+    reason = "Unauthorized" if isinstance(err, control.ServerUnauthorized) else "ServerUnreachable"
     patch.status["phase"] = "Degraded"
     patch.status["conditions"] = status.merge_conditions(
         existing,
         [
-            status.Condition(status.SERVER_REACHABLE, False, "ServerUnreachable", message),
-            status.Condition(status.READY, False, "ServerUnreachable", message),
+            status.Condition(status.SERVER_REACHABLE, False, reason, str(err)),
+            status.Condition(status.READY, False, reason, str(err)),
         ],
         generation=generation,
         now=now,

@@ -40,9 +40,18 @@ class FakeControlServer:
     reject: set[str] = field(default_factory=set)  # workload names answered with 400
     reject_pods: set[str] = field(default_factory=set)  # pod names answered with 400
     serve_events: bool = True
+    token: str = ""  # when set, every request must carry it as a bearer token
 
     def app(self) -> Starlette:
+        def unauthorized(request: Request) -> Response | None:
+            if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
+                self.requests.append((request.method, request.url.path, "unauthorized"))
+                return JSONResponse({"message": "bad token", "error_code": "unauthorized"}, 401)
+            return None
+
         async def workload(request: Request) -> Response:
+            if (refusal := unauthorized(request)) is not None:
+                return refusal
             ns, plural, name = (request.path_params[k] for k in ("ns", "plural", "name"))
             key = f"{ns}/{plural}/{name}"
             body = await request.json() if request.method == "PUT" else None
@@ -60,6 +69,8 @@ class FakeControlServer:
             return JSONResponse({})
 
         async def stats(request: Request) -> Response:
+            if (refusal := unauthorized(request)) is not None:
+                return refusal
             key = "{ns}/{plural}/{name}".format(**request.path_params)
             self.requests.append((request.method, request.url.path, None))
             if key not in self.workloads:
@@ -67,6 +78,8 @@ class FakeControlServer:
             return JSONResponse(self.stats)
 
         async def pod(request: Request) -> Response:
+            if (refusal := unauthorized(request)) is not None:
+                return refusal
             key = "{ns}/{name}".format(**request.path_params)
             body = await request.json() if request.method == "PUT" else None
             self.requests.append((request.method, request.url.path, body))
@@ -79,6 +92,8 @@ class FakeControlServer:
             return JSONResponse({})
 
         async def pod_event(request: Request) -> Response:
+            if (refusal := unauthorized(request)) is not None:
+                return refusal
             body = await request.json()
             self.requests.append((request.method, request.url.path, body))
             return JSONResponse({}) if self.serve_events else Response(status_code=404)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.operator.conftest import KubernetesAPI
@@ -166,3 +167,25 @@ async def test_unreachable_server_is_retried_and_shown_in_status(
                 >= 2
             )
         )
+
+
+async def test_refused_token_is_retried_and_a_rotated_token_file_is_picked_up(
+    k8s: KubernetesAPI, control_server: FakeControlServer, tmp_path: Path
+) -> None:
+    control_server.token = "right"
+    token_file = tmp_path / "token"
+    token_file.write_text("wrong\n")
+    config = operator_settings(control_server.url, token_file=token_file)
+    async with running_operator(k8s, config):
+        await k8s.post(FUNCTIONS, json=function_body("guarded"))
+
+        def unauthorized() -> dict[str, Any]:
+            obj = k8s.get(f"{GROUP_VERSION}/functions", "default", "guarded")
+            found = condition(obj, "ServerReachable")
+            return found if found.get("reason") == "Unauthorized" else {}
+
+        assert (await eventually(unauthorized))["status"] == "False"
+
+        token_file.write_text("right\n")  # the Secret was fixed; the projected file changes
+
+        await eventually(lambda: control_server.workloads.get("default/functions/guarded"))
