@@ -42,12 +42,15 @@ async def follow(client: httpx.AsyncClient, path: str, seen: list[dict[str, Any]
 async def test_function_registration_pod_lifecycle_and_deletion_with_the_real_server(
     k8s: KubernetesAPI, tmp_path: Path
 ) -> None:
-    server = processes.server_process(tmp_path)
+    # The control API is authenticated like ingest: the operator brings its token.
+    tokens = tmp_path / "ingest-tokens"
+    tokens.write_text("operator-token *\n")
+    server = processes.server_process(tmp_path, extra=["--ingest-tokens-file", str(tokens)])
     server.start()
     try:
         await asyncio.to_thread(server.wait_ready)
         async with (
-            running_operator(k8s, operator_settings(server.url)),
+            running_operator(k8s, operator_settings(server.url, token="operator-token")),
             httpx.AsyncClient(base_url=server.url, timeout=10) as client,
         ):
             await k8s.post(FUNCTIONS, json=function_body("hello"))
@@ -169,7 +172,10 @@ async def test_function_registration_pod_lifecycle_and_deletion_with_the_real_se
 
             # Already unregistered by the operator: the server knows it as deleted (its stored
             # logs stay until retention removes them).
-            again = await client.delete("/v1/namespaces/default/functions/hello")
+            again = await client.delete(
+                "/v1/namespaces/default/functions/hello",
+                headers={"Authorization": "Bearer operator-token"},
+            )
             assert again.status_code == 404
     finally:
         await asyncio.to_thread(server.stop)
