@@ -111,6 +111,9 @@ async def test_a_follower_never_skips_an_id_that_commits_late(
         assert await a.last_id() == held_id - 1
         seen = await b.query(base.Query(after_id=before))
         assert seen == []
+        # Nor does any other read: a page or a tail would hand a follower the same gap.
+        assert [r.message for r in await b.query(base.Query(order="desc"))] == ["before"]
+        assert await b.count(base.Query()) == 2  # counting is not paging: it sees everything
         await _insert_held(slow, held_id, "slow")
         await slow.commit()
     assert await a.last_id() >= later

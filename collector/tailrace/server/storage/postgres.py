@@ -264,9 +264,9 @@ class PostgresStore:
         base.check_query(query)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[base.StoredRecord]:
-            watermark = None
-            if query.after_id is not None:
-                watermark = await postgres_feed.watermark(conn)
+            # Reads stop at the watermark: no reader (a page, a tail, a follower's catch-up) sees
+            # a record while an id below it may still appear from another replica.
+            watermark = await postgres_feed.watermark(conn)
             statement, params = postgres_sql.select(query, watermark)
             cursor = await conn.execute(statement.encode(), params)
             return [postgres_sql.from_row(row) for row in await cursor.fetchall()]

@@ -244,15 +244,14 @@ def where(terms: list[str]) -> str:
     return f"WHERE {' AND '.join(terms)}" if terms else ""
 
 
-def select(query: base.Query, watermark: int | None) -> tuple[str, Params]:
-    """The SELECT answering `Store.query` (`watermark` caps `after_id` reads; see the store)."""
+def select(query: base.Query, watermark: int) -> tuple[str, Params]:
+    """The SELECT answering `Store.query`, blind to ids above `watermark` (see the store)."""
     terms, params = filters(query)
+    terms.append("id <= %s")
+    params.append(watermark)
     if query.after_id is not None:
         terms.append("id > %s")
         params.append(query.after_id)
-        if watermark is not None:
-            terms.append("id <= %s")
-            params.append(watermark)
         sql = f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} ORDER BY id LIMIT %s"
         return sql, [*params, query.limit]
     if query.tail is not None:
