@@ -180,3 +180,36 @@ async def test_watch_waits_for_a_held_id_then_delivers_it_before_later_ones(
         await asyncio.wait_for(got_two.wait(), 30)
         await follower
     assert received == ["slow", "later"]
+
+
+async def test_watch_survives_losing_its_listen_connection_without_losing_records(
+    replicas: tuple[postgres.PostgresStore, ...],
+) -> None:
+    a, b = replicas
+    received: list[str] = []
+    wanted = {f"m{i}" for i in range(20)}
+
+    async def follow() -> None:
+        async for records in a.watch(await a.last_id()):
+            received.extend(r.message for r in records)
+            if wanted <= set(received):
+                return
+
+    follower = asyncio.create_task(follow())
+    await b.append_records([samples.record(f"m{i}") for i in range(10)])
+    async with await psycopg.AsyncConnection.connect(pg.DSN, autocommit=True) as admin:
+        # Kill the follower's LISTEN session: notifications sent meanwhile are lost for good.
+        killed = 0
+        for _ in range(100):
+            cursor = await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                (f'LISTEN "{a.channel}"',),
+            )
+            killed = len(await cursor.fetchall())
+            if killed:
+                break
+            await asyncio.sleep(0.05)
+        assert killed == 1
+    await b.append_records([samples.record(f"m{i}") for i in range(10, 20)])
+    await asyncio.wait_for(follower, 30)
+    assert sorted(received) == sorted(wanted)
