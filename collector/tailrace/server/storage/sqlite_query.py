@@ -63,15 +63,20 @@ def holds(message: str, tokens: list[str]) -> bool:
 
 def where(query: base.Query, *, paging: bool) -> Where:
     w = Where()
-    # Equalities on the scope go through the integer refs the indexes are keyed on; the text
-    # columns are compared as well, which costs nothing once the index picked the rows.
-    if query.namespace is not None and query.pod is not None:
+    # Equalities on the scope go through the integer refs the indexes are keyed on. A ref implies
+    # its text columns, which are then not compared again: that keeps a walk over a scope's
+    # index from reading each row (the index covers ref, ts_ns and id).
+    by_pod = query.namespace is not None and query.pod is not None
+    by_workload = (
+        query.namespace is not None and query.kind is not None and query.workload is not None
+    )
+    if by_pod:
         w.add(
             "pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?)",
             query.namespace,
             query.pod,
         )
-    if query.namespace is not None and query.kind is not None and query.workload is not None:
+    if by_workload:
         w.add(
             "workload_ref = (SELECT id FROM workload_refs "
             "WHERE namespace = ? AND kind = ? AND workload = ?)",
@@ -79,14 +84,13 @@ def where(query: base.Query, *, paging: bool) -> Where:
             query.kind,
             query.workload,
         )
-    if query.namespace is not None:
+    if query.namespace is not None and not by_pod and not by_workload:
         w.add("namespace = ?", query.namespace)
-
-    if query.kind is not None:
+    if query.kind is not None and not by_workload:
         w.add("kind = ?", query.kind)
-    if query.workload is not None:
+    if query.workload is not None and not by_workload:
         w.add("workload = ?", query.workload)
-    if query.pod is not None:
+    if query.pod is not None and not by_pod:
         w.add("pod = ?", query.pod)
     if query.containers:
         w.add_in("container", query.containers)
