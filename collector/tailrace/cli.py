@@ -167,12 +167,23 @@ def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--webhook-insecure", action="store_true", help="plain HTTP webhook (tests)")
     p.add_argument("--health-addr", default=f"0.0.0.0:{conventions.DEFAULT_OPERATOR_HEALTH_PORT}")
     p.add_argument("--namespace", action="append", default=[], help="watch only these (repeat)")
-    p.add_argument("--collector-image", default=f"tailrace:{__version__}")
+    p.add_argument("--collector-image", help="image of the injected collector")
     p.add_argument(
         "--agent-server",
         default=f"tailrace-server:{conventions.DEFAULT_GRPC_PORT}",
         help="gRPC address injected collectors push to",
     )
+    p.add_argument(
+        "--kubernetes-version",
+        default="",
+        help="e.g. 1.30: picks native sidecars on 1.29+ (default: asked of the API server)",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: for a single replica in a cluster without kopf's peering CRDs",
+    )
+    p.add_argument("--peering-name", default="tailrace", help="kopf peering object to join")
     _add_log_level(p)
     p.set_defaults(handler=_run_operator)
 
@@ -181,23 +192,24 @@ def _run_operator(args: argparse.Namespace) -> int:
     from tailrace_operator import runner
     from tailrace_operator import settings as operator_settings
 
-    token = (
-        args.token_file.read_text().strip()
-        if args.token_file
-        else os.environ.get(conventions.ENV_TOKEN, "")
-    )
+    optional = {"collector_image": args.collector_image} if args.collector_image else {}
     return runner.run(
         operator_settings.OperatorSettings(
             server=args.server,
-            token=token,
+            # The file is re-read on every request: projected service-account tokens rotate.
+            token=os.environ.get(conventions.ENV_TOKEN, ""),
+            token_file=args.token_file,
             webhook_addr=args.webhook_addr,
             webhook_cert=args.webhook_cert,
             webhook_key=args.webhook_key,
             webhook_insecure=args.webhook_insecure,
             health_addr=args.health_addr,
             namespaces=tuple(args.namespace),
-            collector_image=args.collector_image,
             agent_server=args.agent_server,
+            kubernetes_version=args.kubernetes_version,
+            standalone=args.standalone,
+            peering_name=args.peering_name,
+            **optional,
         )
     )
 
