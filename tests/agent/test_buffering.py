@@ -10,9 +10,8 @@ from tailrace.wire.v1 import ingest_pb2
 
 
 def sealed(n: int, size: int = 100) -> filesource.Sealed:
-    batch = ingest_pb2.Batch(text=b"x" * size, covered_offset=n)
-    batch.source.key = f"k/{n}"
-    return filesource.Sealed(f"k/{n}", batch, n, n, 1, size)
+    batch = ingest_pb2.Batch(text=b"x" * (size - 4), covered_offset=n + 1)  # ~4 bytes framing
+    return filesource.Sealed(f"k/{n}", batch.SerializeToString(), n, n, 1)
 
 
 def drain(buffer: spool.Buffer) -> list[int]:
@@ -29,10 +28,11 @@ def test_batches_spill_to_the_spool_when_memory_is_full_and_leave_in_order(
     tmp_path: Path,
 ) -> None:
     buffer = spool.Buffer(memory_bytes=250, spool_dir=tmp_path / "spool", spool_bytes=10_000)
-    for n in range(10):
-        assert buffer.put(sealed(n), timeout=0)
-    assert buffer.memory_bytes == 200
-    assert buffer.spool_bytes == 800
+    items = [sealed(n) for n in range(10)]
+    for item in items:
+        assert buffer.put(item, timeout=0)
+    assert buffer.memory_bytes == items[0].size + items[1].size
+    assert buffer.spool_bytes == sum(item.size for item in items[2:])
     assert len(list((tmp_path / "spool").iterdir())) == 8
     assert drain(buffer) == list(range(10))
     assert list((tmp_path / "spool").iterdir()) == []

@@ -11,7 +11,9 @@ from tailrace import records
 from tailrace.agent import reassembly
 
 OUT, ERR = records.STREAM_CODES["stdout"], records.STREAM_CODES["stderr"]
-lines = st.text(st.characters(blacklist_characters="\n\r"), max_size=3000).map(str.encode)
+lines = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=3000
+).map(str.encode)
 
 
 @st.composite

@@ -72,14 +72,26 @@ class GzipReader:
 
 @dataclass(slots=True)
 class Sealed:
-    """A batch ready to push, with what the checkpoint needs once it is acknowledged."""
+    """A batch ready to push, serialized, with what the checkpoint needs once it is acknowledged.
+
+    Kept as bytes, not as a message object: the buffer's accounting is then exact, the spool
+    writes it as is, and the forwarder frames several into one `PushRequest` without copying
+    them into a new message.
+    """
 
     key: str
-    batch: ingest_pb2.Batch
+    payload: bytes  # a serialized tailrace.v1.Batch
     covered_offset: int
     resume_offset: int
     records: int
-    size: int  # serialized bytes, for the buffer's accounting
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+    @property
+    def batch(self) -> ingest_pb2.Batch:
+        return ingest_pb2.Batch.FromString(self.payload)
 
 
 @dataclass(slots=True)
@@ -408,11 +420,10 @@ class FileSource:
         batch = builder.build(self._source_pb)
         sealed = Sealed(
             self.key,
-            batch,
+            batch.SerializeToString(),
             batch.covered_offset,
             self.resume_offset(),
             len(builder),
-            batch.ByteSize(),
         )
         self.skip_until = max(self.skip_until, batch.covered_offset)
         self.builder = columns.Columns()

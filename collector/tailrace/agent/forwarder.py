@@ -12,13 +12,12 @@ import logging
 import random
 import threading
 import time
-from typing import Any
 
 import grpc
 
 from tailrace import conventions
 from tailrace.agent import checkpoints, filesource, metrics, spool
-from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
+from tailrace.wire.v1 import ingest_pb2
 
 log = logging.getLogger("tailrace.agent.forwarder")
 
@@ -40,6 +39,27 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def frame(payloads: list[bytes]) -> bytes:
+    """A serialized `PushRequest` from serialized `Batch`es: field 1, length-delimited, each."""
+    parts = []
+    for payload in payloads:
+        parts.append(_BATCHES_TAG + _varint(len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+_BATCHES_TAG = bytes([(1 << 3) | 2])  # PushRequest.batches: field 1, wire type 2
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class Forwarder:
@@ -69,7 +89,12 @@ class Forwarder:
                 ("grpc.max_reconnect_backoff_ms", 2000),
             ],
         )
-        self.stub: Any = ingest_pb2_grpc.IngestStub(self.channel)
+        # Push with a pre-framed request: the batches are already serialized (see `frame`).
+        self._push_raw = self.channel.unary_unary(
+            "/tailrace.v1.Ingest/Push",
+            request_serializer=None,
+            response_deserializer=ingest_pb2.PushResponse.FromString,
+        )
         self.backoff = Backoff()
         self.stopping = threading.Event()  # stop once the buffer is empty (drain)
         self.abort = threading.Event()  # stop now
@@ -95,10 +120,10 @@ class Forwarder:
                 self.buffer.remove(len(items))
 
     def _push(self, items: list[filesource.Sealed]) -> bool:
-        request = ingest_pb2.PushRequest(batches=[item.batch for item in items])
+        request = frame([item.payload for item in items])
         started = time.monotonic()
         try:
-            response = self.stub.Push(
+            response = self._push_raw(
                 request, timeout=self.push_timeout_s, metadata=self.metadata, wait_for_ready=False
             )
         except grpc.RpcError as err:

@@ -18,7 +18,6 @@ from collections import deque
 from pathlib import Path
 
 from tailrace.agent import filesource
-from tailrace.wire.v1 import ingest_pb2
 
 
 class Buffer:
@@ -78,9 +77,8 @@ class Buffer:
                 "records": item.records,
             }
         ).encode()
-        payload = item.batch.SerializeToString()
         with path.open("wb") as file:
-            file.write(header + b"\n" + payload)
+            file.write(header + b"\n" + item.payload)
         self._spooled.append((path, item.size))
         self.spool_bytes += item.size
 
@@ -91,15 +89,13 @@ class Buffer:
         self.spool_bytes -= size
         newline = data.index(b"\n")
         header = json.loads(data[:newline])
-        batch = ingest_pb2.Batch.FromString(data[newline + 1 :])
         self._memory.append(
             filesource.Sealed(
                 header["key"],
-                batch,
+                data[newline + 1 :],
                 header["covered_offset"],
                 header["resume_offset"],
                 header["records"],
-                size,
             )
         )
         self.memory_bytes += size
