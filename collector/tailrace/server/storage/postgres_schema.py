@@ -20,11 +20,16 @@ from typing import Final
 DAY_NS: Final = 86_400 * 1_000_000_000
 
 # Text search index: the expression (which queries must repeat verbatim for the planner to use
-# it) and the rows it cannot hold, each with its own index. 200,000 characters of tokens make a
-# tsvector well below PostgreSQL's 1 MB limit.
+# it). A tsvector is capped at 1 MB, so only the first SEARCH_INDEX_CHARS characters of tokens
+# are indexed; a longer row also gets the lexeme LONG_ROW, which no token can be (tokens are
+# letters and digits), and every search asks for it too, so long rows are always candidates.
 SEARCH_INDEX_CHARS: Final = 200_000
-SEARCH_VECTOR: Final = f"to_tsvector('simple'::regconfig, left(search, {SEARCH_INDEX_CHARS}))"
-LONG_SEARCH: Final = f"octet_length(search) > {SEARCH_INDEX_CHARS}"
+LONG_ROW: Final = "__long__"
+SEARCH_VECTOR: Final = (
+    f"(to_tsvector('simple'::regconfig, left(search, {SEARCH_INDEX_CHARS})) || "
+    f"CASE WHEN octet_length(search) > {SEARCH_INDEX_CHARS} THEN '{LONG_ROW}'::tsvector "
+    "ELSE ''::tsvector END)"
+)
 
 # Advisory lock keys. Keys are per database, not per schema, so each schema gets its own tag;
 # migrations take a fixed database-wide key because `CREATE EXTENSION` is database-wide too.
@@ -166,11 +171,8 @@ def _version_1(schema: str) -> list[str]:
         f"CREATE INDEX records_id ON {s}.records (id)",
         f"CREATE INDEX records_pod ON {s}.records (namespace, pod, ts_ns, id)",
         f"CREATE INDEX records_workload ON {s}.records (namespace, kind, workload, ts_ns, id)",
-        # Word-level GIN over the tokens (see postgres_sql.filters): the first SEARCH_INDEX_CHARS
-        # characters go into the index (a tsvector is capped at 1 MB); longer rows are found
-        # through the small partial index instead, so no row is out of reach.
+        # Word-level GIN over the tokens (see postgres_sql.filters and SEARCH_VECTOR).
         f"CREATE INDEX records_search ON {s}.records USING gin ({SEARCH_VECTOR})",
-        f"CREATE INDEX records_long ON {s}.records (id) WHERE {LONG_SEARCH}",
         f"""CREATE TABLE {s}.sources (
   key text PRIMARY KEY,
   durable_offset bigint NOT NULL,

@@ -236,8 +236,8 @@ def filters(query: base.Query) -> tuple[list[str], Params]:
             words = [f"'{token}'" for token in tokens if len(token.encode()) < _MAX_WORD_BYTES]
             if words:
                 terms.append(
-                    f"({postgres_schema.SEARCH_VECTOR} @@ to_tsquery('simple'::regconfig, %s) "
-                    f"OR {postgres_schema.LONG_SEARCH})"
+                    f"{postgres_schema.SEARCH_VECTOR} @@ (to_tsquery('simple'::regconfig, %s) "
+                    f"|| '{postgres_schema.LONG_ROW}'::tsquery)"
                 )
                 params.append(" & ".join(words))
             terms.append("search LIKE %s")
