@@ -124,6 +124,12 @@ async def test_rate_limit_per_token_answers_429_with_retry_after(
     assert (await server.http.get("/healthz")).status_code == 200
 
 
+async def test_without_auth_the_limit_is_per_client_address(make_server: ServerFactory) -> None:
+    server = await make_server(limiter=ratelimit.RateLimiter(rate_per_s=0.01, burst=1))
+    assert (await server.http.get(POD_URL)).status_code == 200
+    assert (await server.http.get(POD_URL)).status_code == 429
+
+
 def test_rate_limiter_refills_with_time() -> None:
     now = [0.0]
     limiter = ratelimit.RateLimiter(rate_per_s=2, burst=1, clock=lambda: now[0])

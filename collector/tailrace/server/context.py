@@ -24,12 +24,12 @@ class ServerContext:
     metrics: metrics.HttpMetrics
     max_request_bytes: int = 8 * 1024 * 1024
 
-    def _limit(self, principal: auth.Principal) -> None:
-        # Limits are per token. Without authentication there is no caller to tell apart, and the
-        # server listens on loopback only (or was told --insecure): nothing to limit by.
-        if principal is auth.ANONYMOUS:
-            return
-        wait_s = self.limiter.acquire(principal.key)
+    def _limit(self, principal: auth.Principal, request: Request) -> None:
+        # Limits are per token; without authentication, per client address.
+        key = principal.key
+        if principal is auth.ANONYMOUS and request.client is not None:
+            key = f"ip:{request.client.host}"
+        wait_s = self.limiter.acquire(key)
         if wait_s > 0:
             self.metrics.rate_limited.inc()
             raise errors.too_many_requests(wait_s)
@@ -41,16 +41,15 @@ class ServerContext:
         returns to `principal.namespaces`.
         """
         principal = await self.authorizer.authorize(request.headers.get("authorization"), namespace)
-        self._limit(principal)
+        self._limit(principal, request)
         return principal
 
     async def operator(self, request: Request) -> auth.Principal:
-        """Authorize a control-API call (operator credentials, like ingest).
-
-        Not rate limited: an operator starting up mirrors every pod of the cluster at once, and
-        its traffic is bounded by the cluster's own rate of change.
-        """
-        return await self.authorizer.authorize_control(request.headers.get("authorization"))
+        """Authorize a control-API call (operator credentials, like ingest), rate limited like
+        any caller: the operator retries a 429 with backoff."""
+        principal = await self.authorizer.authorize_control(request.headers.get("authorization"))
+        self._limit(principal, request)
+        return principal
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 beyond `max_request_bytes`."""

@@ -118,7 +118,9 @@ def _close_frame(fmt: formats.Format, reason: str) -> bytes:
     return b""
 
 
+STORE_UNAVAILABLE = "store-unavailable"
 _CLOSE_MESSAGES = {
+    STORE_UNAVAILABLE: "the log store became unavailable during the catch-up",
     streaming.SLOW_CONSUMER: "the client read too slowly and fell behind the live stream",
     streaming.WORKLOAD_DELETED: "the workload was deleted",
     streaming.SHUTDOWN: "the server is shutting down",
@@ -175,13 +177,18 @@ async def _follow(
                 first = dataclasses.replace(first, limit=PAGE)
             catch_up = _store_pages(ctx, first)
         pending = bytearray()
-        async for record in catch_up:
-            if record.id > subscription.start_id:
-                overlap.add(record.id)
-            pending += formats.encode_record(encode_fmt, record)
-            if len(pending) >= CHUNK_BYTES:
-                yield bytes(pending)
-                pending.clear()
+        try:
+            async for record in catch_up:
+                if record.id > subscription.start_id:
+                    overlap.add(record.id)
+                pending += formats.encode_record(encode_fmt, record)
+                if len(pending) >= CHUNK_BYTES:
+                    yield bytes(pending)
+                    pending.clear()
+        except base.StoreUnavailable:
+            # The status line is sent already: say why the stream ends instead.
+            yield bytes(pending) + _close_frame(fmt, STORE_UNAVAILABLE)
+            return
         if pending:
             yield bytes(pending)
         while True:
