@@ -165,6 +165,19 @@ class Enricher:
         for key in self._http:
             at = content.find(key.colon)
             if at >= 0:
+                # Inlined common cases of `_http_value`: a plain string or an unsigned integer.
+                start = at + key.colon_skip
+                first = content[start : start + 1]
+                if first == b'"':
+                    end = content.find(b'"', start + 1)
+                    if end > 0 and content[end - 1] != 92:
+                        parts.append(content[at : end + 1])
+                        continue
+                elif first.isdigit():
+                    end = content.find(b",", start)
+                    if end > 0 and content[start:end].isdigit():
+                        parts.append(content[at:end])
+                        continue
                 raw = self._http_value(content, key, at)
             elif key.quoted in content:  # spaced out: `"url" : "..."`
                 raw = _raw_value(content, key.quoted)
