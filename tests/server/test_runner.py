@@ -74,3 +74,25 @@ def test_unusable_auth_or_store_configuration_exits_2(tmp_path: Path) -> None:
         ),
     ):
         assert runner.run(config) == 2
+
+
+def test_sigterm_ends_live_streams_with_a_reason_and_exits_cleanly(tmp_path: Path) -> None:
+    server = processes.server_process(tmp_path).start().wait_ready()
+    try:
+        with httpx.stream(
+            "GET",
+            f"{server.url}/v1/namespaces/ns/pods/p/logs",
+            params={"follow": "true"},
+            headers={"Accept": "text/event-stream"},
+            timeout=20,
+        ) as response:
+            lines = response.iter_lines()
+            assert next(lines) == ": following"
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            rest = list(lines)
+    finally:
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.output()
+    assert "event: error" in rest
+    assert any('"reason":"shutdown"' in line for line in rest)
