@@ -148,17 +148,6 @@ class FileSource:
         self.enricher = enrichment.Enricher(
             config.json_level_field, config.json_execution_field, config.execution_id
         )
-        self.source = records.SourceInfo(
-            key=self.key,
-            namespace=log.namespace,
-            pod=log.pod,
-            pod_uid=log.pod_uid,
-            container=log.container,
-            node=config.node,
-            restart=log.restart,
-            workload=config.workload,
-            path=str(log.path),
-        )
         self._source_pb = ingest_pb2.Source(
             key=self.key,
             node=config.node,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailrace.agent import checkpoints, filesource, layout, metrics
+from tailrace.agent import checkpoints, copies, filesource, layout, metrics
 
 log = logging.getLogger("tailrace.agent.tailer")
 Identity = tuple[int, int]
@@ -124,23 +124,23 @@ class Tailer:
             del self.done[ident]
         # A finished source is forgotten once its file is gone, but not while a rotated copy of
         # it remains: its head is what tells that copy from a file never read.
-        copies = [lf for lf in found if not lf.live]
+        not_live = [lf for lf in found if not lf.live]
         self.state.forget(
             {
                 e.key
                 for e in self.state.entries()
-                if e.done and (e.dev, e.inode) not in seen and not self._has_copy(e, copies)
+                if e.done and (e.dev, e.inode) not in seen and not self._has_copy(e, not_live)
             }
         )
 
-    def _has_copy(self, entry: checkpoints.Entry, copies: list[layout.LogFile]) -> bool:
+    def _has_copy(self, entry: checkpoints.Entry, candidates: list[layout.LogFile]) -> bool:
         if not entry.head:
             return False
         head = bytes.fromhex(entry.head)
         folder = os.path.dirname(entry.path)
-        for lf in copies:
+        for lf in candidates:
             if str(lf.path.parent) == folder:
-                theirs = _head_of(lf)
+                theirs = copies.head_of(lf)
                 n = min(len(theirs), len(head))
                 if n and theirs[:n] == head[:n]:
                     return True
@@ -243,7 +243,7 @@ class Tailer:
 
     def _is_copy(self, lf: layout.LogFile) -> bool:
         """A rotated file that starts like a file already read: a copytruncate copy."""
-        head = _head_of(lf)
+        head = copies.head_of(lf)
         if not head:
             return True  # empty (or being created): nothing to read yet, decide later
         for known in self._known_heads(lf):
@@ -260,11 +260,11 @@ class Tailer:
                 continue
             if candidate.live:
                 continue
-            theirs = _head_of(candidate)
+            theirs = copies.head_of(candidate)
             n = min(len(theirs), len(head))
             if not n or theirs[:n] != head[:n]:
                 continue
-            size = _size_of(candidate)
+            size = copies.size_of(candidate)
             if size >= offset:
                 return candidate, size
         return None
@@ -286,7 +286,7 @@ class Tailer:
                 )
                 continue
             copy, _ = found
-            reader = _reader_for(copy, entry.resume)
+            reader = copies.reader_for(copy, entry.resume)
             tracked = self._start(
                 parsed,
                 (entry.dev, entry.inode),
@@ -337,7 +337,7 @@ class Tailer:
             source.log, tracked.head, source.read_offset, layout.siblings(source.log.path)
         )
         if copy is not None:
-            source.reader = _reader_for(copy[0], source.read_offset)
+            source.reader = copies.reader_for(copy[0], source.read_offset)
             log.info(
                 "file truncated; finishing it from its copy %s",
                 copy[0].path,
@@ -348,7 +348,7 @@ class Tailer:
                 "file truncated and no copy found: unread bytes are lost",
                 extra={"key": source.key, "path": str(source.log.path)},
             )
-            source.reader = _EmptyReader()
+            source.reader = copies.EmptyReader()
             self._retire(tracked)
         self._start(
             source.log,
@@ -485,69 +485,3 @@ class Tailer:
             stats.lag_bytes += max(0, size - source.read_offset)
         stats.files_open = len(files)
         return stats
-
-
-_heads: dict[tuple[str, int, int], bytes] = {}
-
-
-def _head_of(lf: layout.LogFile) -> bytes:
-    """The first bytes of a log file (uncompressed), cached by path, size and mtime."""
-    try:
-        st = lf.path.stat()
-    except OSError:
-        return b""
-    cache_key = (str(lf.path), st.st_size, st.st_mtime_ns)
-    head = _heads.get(cache_key)
-    if head is None:
-        head = _read_head(lf)
-        if len(_heads) > 4096:
-            _heads.clear()
-        if len(head) == checkpoints.HEAD_BYTES or not lf.compressed:
-            _heads[cache_key] = head
-    return head
-
-
-def _read_head(lf: layout.LogFile) -> bytes:
-    try:
-        reader = _reader_for(lf, 0)
-    except OSError:
-        return b""
-    try:
-        return reader.read(checkpoints.HEAD_BYTES)
-    except (OSError, EOFError):
-        return b""
-    finally:
-        reader.close()
-
-
-def _size_of(lf: layout.LogFile) -> int:
-    if not lf.compressed:
-        try:
-            return lf.path.stat().st_size
-        except OSError:
-            return -1
-    size = 0
-    try:
-        reader = _reader_for(lf, 0)
-        try:
-            while chunk := reader.read(1 << 20):
-                size += len(chunk)
-        finally:
-            reader.close()
-    except (OSError, EOFError):
-        return -1
-    return size
-
-
-def _reader_for(lf: layout.LogFile, offset: int) -> filesource.Reader:
-    if lf.compressed:
-        return filesource.GzipReader(lf.path, offset)
-    return filesource.PlainReader(os.open(lf.path, os.O_RDONLY | os.O_CLOEXEC), offset)
-
-
-class _EmptyReader:
-    def read(self, size: int) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
