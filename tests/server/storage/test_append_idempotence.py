@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tailrace.server.storage import base
@@ -108,3 +109,18 @@ async def test_stored_records_keep_every_field(store: Any) -> None:
     assert got.truncated
     assert got.id > 0
     assert got.received_ns > 0
+
+
+async def test_concurrent_appends_each_get_their_own_result(store: Any) -> None:
+    sends = [
+        store.append([samples.batch(f"src-{i % 3}", [samples.record(f"m{i}")], first_offset=0)])
+        for i in range(9)
+    ]
+    results = await asyncio.gather(*sends)
+    assert sum(len(r.stored) for r in results) == 3  # one new line per source, six resends
+    assert sum(r.duplicates for r in results) == 6
+    assert all(r.durable_offsets == {f"src-{i % 3}": 10} for i, r in enumerate(results))
+    ids = [r.id for result in results for r in result.stored]
+    assert len(set(ids)) == 3
+    assert await store.count(base.Query()) == 3
+    assert await store.last_id() == max(ids)

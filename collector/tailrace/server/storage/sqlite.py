@@ -14,6 +14,7 @@ without its mark or a mark without its line.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import sqlite3
 import threading
@@ -42,6 +43,8 @@ T = TypeVar("T")
 _READERS = 2
 # Deletes run in chunks so that appends interleave with a long retention pass or DELETE.
 _DELETE_CHUNK = 20_000
+# Appends queued while the writer is busy are committed together, up to about this many records.
+_GROUP_RECORDS = 50_000
 
 _INSERT = (
     "INSERT INTO records (id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, "
@@ -91,7 +94,12 @@ class SQLiteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._next_id = 1
+        self._next_id = 1  # the writer's, ahead of what is committed while a transaction runs
+        self._visible_next_id = 1  # one past the newest committed id
+        self._pending: collections.deque[
+            tuple[Sequence[base.IngestBatch], asyncio.Future[base.AppendResult]]
+        ] = collections.deque()
+        self._drainer: asyncio.Future[None] | None = None
         # Writer-thread caches of committed state: source marks and the integer scope refs.
         self._offsets: dict[str, int] = {}
         self._refs = sqlite_attribution.Refs()
@@ -129,6 +137,7 @@ class SQLiteStore:
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
         # next_id survives deleting the newest records, so ids never go back (live-tail cursors).
         self._next_id = max(int(stored_next[0]) if stored_next else 1, max_id + 1)
+        self._visible_next_id = self._next_id
         if conn.execute("SELECT 1 FROM meta WHERE key = 'rows'").fetchone() is None:
             rows, size = conn.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM records"
@@ -197,27 +206,63 @@ class SQLiteStore:
     # -- ingest ---------------------------------------------------------------------------------
 
     async def append(self, batches: Sequence[base.IngestBatch]) -> base.AppendResult:
-        return await self._write(lambda conn: self._append(conn, batches))
+        # Group commit: appends that arrive while the writer is busy are written together in its
+        # next transaction (one commit, one FTS5 segment), each still getting its own result.
+        future: asyncio.Future[base.AppendResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((batches, future))
+        if self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain())
+        return await future
 
     async def append_records(self, records: Sequence[base.NewRecord]) -> list[base.StoredRecord]:
-        batch = base.IngestBatch("", list(records), [], 0)
-        result = await self._write(lambda conn: self._append(conn, [batch]))
+        result = await self.append([base.IngestBatch("", list(records), [], 0)])
         return result.stored
 
-    def _append(
-        self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
-    ) -> base.AppendResult:
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group: list[tuple[Sequence[base.IngestBatch], asyncio.Future[Any]]] = []
+                size = 0
+                while self._pending and size < _GROUP_RECORDS:
+                    item = self._pending.popleft()
+                    group.append(item)
+                    size += sum(len(batch.records) for batch in item[0])
+                appends = [batches for batches, _ in group]
+                try:
+                    results = await self._write(
+                        functools.partial(self._append_group, groups=appends)
+                    )
+                except Exception as err:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), result in zip(group, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._drainer = None
+
+    def _append_group(
+        self, conn: sqlite3.Connection, groups: Sequence[Sequence[base.IngestBatch]]
+    ) -> list[base.AppendResult]:
+        start_id = self._next_id
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = self._append_in_transaction(conn, batches)
+            results = []
+            for batches in groups:
+                result = self._append_in_transaction(conn, batches)
+                self._next_id += len(result.stored)
+                results.append(result)
             conn.execute("COMMIT")
         except BaseException:
-            # The marks and refs cached while appending were never made durable.
+            # The ids, marks and refs taken while appending were never made durable.
+            self._next_id = start_id
             self._offsets.clear()
             self._refs.forget()
             raise
-        self._next_id += len(result.stored)
-        return result
+        self._visible_next_id = self._next_id
+        return results
 
     def _append_in_transaction(
         self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
@@ -421,11 +466,11 @@ class SQLiteStore:
         return await self._read(work)
 
     async def last_id(self) -> int:
-        # The writer advances _next_id only after COMMIT, so this never names an uncommitted id;
+        # _visible_next_id moves only after COMMIT, so this never names an uncommitted id;
         # reading it here keeps live-tail start-ups from queueing behind appends.
         if self._writer is None:
             raise base.StoreUnavailable("the SQLite store is not open")
-        return self._next_id - 1
+        return self._visible_next_id - 1
 
     async def totals(self) -> base.Totals:
         def work(conn: sqlite3.Connection) -> base.Totals:
