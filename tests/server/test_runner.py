@@ -49,6 +49,10 @@ def test_server_process_says_loopback_only_and_stops_cleanly_on_sigterm(tmp_path
     try:
         assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
         assert httpx.get(f"{server.url}/ui/").status_code == 200
+        # No auth: no rate limit (the default burst is 100 per token).
+        with httpx.Client(base_url=server.url) as client:
+            codes = {client.get("/v1/namespaces/ns/pods/p/logs").status_code for _ in range(150)}
+        assert codes == {200}
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()

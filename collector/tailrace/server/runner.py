@@ -117,7 +117,11 @@ async def serve(config: settings.ServerSettings) -> None:
             registry=registry,
             hub=hub,
             authorizer=authorizer,
-            limiter=ratelimit.RateLimiter(config.rate_limit_per_s, config.rate_limit_burst),
+            # Limits are per token: with no auth (loopback only) every client is the same local
+            # user (UI, CLI, curl), and one shared bucket would only get in its way.
+            limiter=ratelimit.RateLimiter(
+                config.rate_limit_per_s if authorizer.enabled else 0, config.rate_limit_burst
+            ),
             cursor_secret=config.cursor_secret,
             max_request_bytes=config.max_request_bytes,
         )
