@@ -63,7 +63,7 @@ def test_the_ingest_token_is_sent_as_a_bearer_token(
     assert ingest.servicer.messages() == sent
 
 
-def test_a_wrong_token_is_retried_and_logged_not_dropped(
+def test_a_rejected_token_is_read_again_from_its_file_and_nothing_is_dropped(
     tmp_path: Path,
     ingest: ingest_fake.IngestServer,
     container: pods.Container,
@@ -72,8 +72,11 @@ def test_a_wrong_token_is_retried_and_logged_not_dropped(
     ingest.servicer.token = "right"
     token_file = tmp_path / "token"
     token_file.write_text("wrong")
-    container.write_lines(0, 3)
+    sent = container.write_lines(0, 3)
     agent = agent_factory("--token-file", str(token_file))
     agentproc.wait_for(lambda: "UNAUTHENTICATED" in agent.log_text(), what="auth failure logged")
-    assert agent.terminate() == 0
     assert ingest.servicer.messages() == []
+    token_file.write_text("right\n")  # the kubelet rotated the projected token
+    agentproc.wait_for(lambda: len(ingest.servicer.messages()) >= 3, what="pushed with new token")
+    assert agent.terminate() == 0
+    assert ingest.servicer.messages() == sent

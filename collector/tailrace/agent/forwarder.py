@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -21,6 +22,7 @@ from tailrace.wire.v1 import ingest_pb2
 
 log = logging.getLogger("tailrace.agent.forwarder")
 
+TOKEN_REFRESH_S = 60.0
 _PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
@@ -69,7 +71,7 @@ class Forwarder:
         buffer: spool.Buffer,
         state: checkpoints.Checkpoints,
         agent_metrics: metrics.Metrics,
-        token: str = "",
+        token: Callable[[], str] = lambda: "",
         push_max_bytes: int = 4 * 1024 * 1024,
         push_timeout_s: float = 30.0,
     ) -> None:
@@ -79,7 +81,10 @@ class Forwarder:
         self.metrics = agent_metrics
         self.push_max_bytes = push_max_bytes
         self.push_timeout_s = push_timeout_s
-        self.metadata = ((conventions.AUTHORIZATION_HEADER, f"Bearer {token}"),) if token else ()
+        # Projected service-account tokens are rotated by the kubelet: read again every minute.
+        self._token = token
+        self._token_read_at = -TOKEN_REFRESH_S
+        self._metadata: tuple[tuple[str, str], ...] = ()
         self.channel = grpc.insecure_channel(
             target,
             options=[
@@ -121,10 +126,11 @@ class Forwarder:
 
     def _push(self, items: list[filesource.Sealed]) -> bool:
         request = frame([item.payload for item in items])
+        metadata = self.metadata()
         started = time.monotonic()
         try:
             response = self._push_raw(
-                request, timeout=self.push_timeout_s, metadata=self.metadata, wait_for_ready=False
+                request, timeout=self.push_timeout_s, metadata=metadata, wait_for_ready=False
             )
         except grpc.RpcError as err:
             return self._failed(err, items)
@@ -140,6 +146,20 @@ class Forwarder:
         self.backoff.reset()
         return True
 
+    def metadata(self, force: bool = False) -> tuple[tuple[str, str], ...]:
+        now = time.monotonic()
+        if force or now - self._token_read_at >= TOKEN_REFRESH_S:
+            self._token_read_at = now
+            try:
+                token = self._token()
+            except OSError as err:
+                log.error("cannot read the ingest token", extra={"error": str(err)})
+                return self._metadata
+            self._metadata = (
+                ((conventions.AUTHORIZATION_HEADER, f"Bearer {token}"),) if token else ()
+            )
+        return self._metadata
+
     def _failed(self, err: grpc.RpcError, items: list[filesource.Sealed]) -> bool:
         code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
         self.metrics.send_errors.labels(code.name).inc()
@@ -153,6 +173,8 @@ class Forwarder:
             for item in items:
                 self.state.acked(item.key, item.covered_offset)
             return True
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            self._token_read_at = -TOKEN_REFRESH_S  # perhaps rotated: read it again
         delay = self.backoff.next_delay()
         if self.connected or self.backoff.attempt == 1 or self.backoff.attempt % 10 == 0:
             log.warning(

@@ -52,7 +52,7 @@ class Agent:
             settings.memory_buffer_bytes, settings.state_dir / "spool", settings.spool_max_bytes
         )
         self.forwarder = forwarder.Forwarder(
-            settings.server, self.buffer, self.state, self.metrics, token=_token(settings)
+            settings.server, self.buffer, self.state, self.metrics, token=lambda: _token(settings)
         )
         config = filesource.Config(
             node=settings.node,
