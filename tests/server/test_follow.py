@@ -224,3 +224,37 @@ async def test_bad_last_event_id_is_a_400(server: Running) -> None:
 
 
 _ = httpx  # the client type used through server.http
+
+
+async def test_follower_joining_during_ingest_sees_every_record_exactly_once(
+    server: Running,
+) -> None:
+    total_batches, per_batch = 30, 20
+    started = asyncio.Event()
+
+    async def ingest() -> None:
+        for b in range(total_batches):
+            await server.push([Line(f"b{b}-{i}", T0 + b * 100 + i) for i in range(per_batch)])
+            if b == 5:
+                started.set()
+            await asyncio.sleep(0.005)
+
+    writer = asyncio.create_task(ingest())
+    await started.wait()
+    seen: list[str] = []
+    async with server.http.stream(
+        "GET", POD_URL, params={"follow": "true"}, headers={"Accept": "application/x-ndjson"}
+    ) as response:
+
+        async def read_all() -> None:
+            async for line in response.aiter_lines():
+                if line:
+                    seen.append(orjson.loads(line)["message"])
+                    if len(seen) == total_batches * per_batch:
+                        return
+
+        await asyncio.wait_for(read_all(), BOUND_S)
+    await writer
+    expected = [f"b{b}-{i}" for b in range(total_batches) for i in range(per_batch)]
+    assert sorted(seen) == sorted(expected)
+    assert len(set(seen)) == len(seen)
