@@ -99,3 +99,21 @@ async def test_a_hub_following_a_shared_store_ignores_local_publishes() -> None:
         assert store.started_after == 10
     finally:
         task.cancel()
+
+
+def test_a_live_record_is_encoded_once_for_all_followers() -> None:
+    hub = streaming.Hub()
+    calls: list[int] = []
+
+    def encode(record: base.StoredRecord) -> bytes:
+        calls.append(record.id)
+        return record.message.encode()
+
+    record = _record(1)
+    assert hub.encoded(record, "sse", encode) == b"m1"
+    assert hub.encoded(record, "sse", encode) == b"m1"
+    assert calls == [1]
+    # A different object under the same id (the store reused it after a delete) is re-encoded.
+    other = _record(1)
+    other.message = "changed"
+    assert hub.encoded(other, "sse", encode) == b"changed"

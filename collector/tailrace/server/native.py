@@ -155,6 +155,10 @@ async def _follow(
     live_filters = dataclasses.replace(request.filters, since_ns=request.query.since_ns)
     subscription = hub.subscribe(live_filters)
     encode_fmt: formats.Format = "ndjson" if fmt == "json" else fmt
+
+    def encoder(record: base.StoredRecord) -> bytes:
+        return formats.encode_record(encode_fmt, record)
+
     try:
         if fmt == "sse":
             yield b": following\n\n"
@@ -205,7 +209,7 @@ async def _follow(
                 if record.id in overlap:
                     overlap.discard(record.id)
                     continue
-                chunk += formats.encode_record(encode_fmt, record)
+                chunk += hub.encoded(record, encode_fmt, encoder)
             if chunk:
                 yield bytes(chunk)
     finally:

@@ -38,6 +38,7 @@ DEFAULT_RING_LINES = 50_000
 DEFAULT_RING_BYTES = 32 * 1024 * 1024
 DEFAULT_QUEUE_RECORDS = 10_000
 DEFAULT_HEARTBEAT_S = 15.0
+_ENCODED_ENTRIES = 20_000  # encodings kept for followers reading the same live records
 _RECORD_OVERHEAD = 128  # rough bytes of a record beyond its message, for ring accounting
 
 
@@ -185,6 +186,8 @@ class Hub:
         self._subscriptions: dict[tuple[str, ...], set[Subscription]] = {}
         self.slow_consumers_cut = 0
         self.fed_by_store = False
+        # Live records are the same objects for every follower: encode each once per format.
+        self._encoded: dict[tuple[int, str], tuple[base.StoredRecord, bytes]] = {}
         self._listeners: list[Callable[[Sequence[base.StoredRecord]], None]] = []
         self._end_listeners: list[Callable[[base.WorkloadKey, CloseReason], None]] = []
 
@@ -257,6 +260,20 @@ class Hub:
                 listener(records)
             except Exception:
                 log.exception("live-tail listener failed")
+
+    def encoded(
+        self, record: base.StoredRecord, form: str, encode: Callable[[base.StoredRecord], bytes]
+    ) -> bytes:
+        """`encode(record)`, computed once per published record and `form` for all followers."""
+        key = (record.id, form)
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0] is record:
+            return entry[1]
+        data = encode(record)
+        self._encoded[key] = (record, data)
+        if len(self._encoded) > _ENCODED_ENTRIES:
+            del self._encoded[next(iter(self._encoded))]
+        return data
 
     def subscribe(self, filters: base.Query, max_records: int | None = None) -> Subscription:
         sub = Subscription(filters, max_records or self.queue_records, start_id=self.last_id)
