@@ -78,3 +78,19 @@ def test_agent_retries_with_backoff_and_says_so_while_the_server_is_not_up(
     )
     assert retry["level"] == "WARNING"
     assert retry["server"] == ingest.address
+
+
+def test_sigterm_while_the_server_is_down_exits_cleanly_and_loses_nothing(
+    ingest: ingest_fake.IngestServer, container: pods.Container, agent_factory: StartAgent
+) -> None:
+    sent = container.write_lines(0, 30)
+    ingest.stop()
+    agent = agent_factory("--drain-timeout", "1")
+    agentproc.wait_for(lambda: "retrying with backoff" in agent.log_text(), what="a retry")
+    assert agent.terminate(timeout=15) == 0
+    assert "drain cut short" in agent.log_text()
+    ingest.start()
+    agent = agent_factory()
+    agentproc.wait_for(lambda: len(ingest.servicer.messages()) >= 30, what="lines after restart")
+    assert agent.terminate() == 0
+    assert ingest.servicer.messages() == sent

@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--memory-buffer-bytes", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--spool-max-bytes", type=int, default=512 * 1024 * 1024)
     parser.add_argument("--partial-timeout", type=float, default=5.0)
+    parser.add_argument("--drain-timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
     jsonlog.configure(args.log_level)
     settings = AgentSettings(
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> int:
         memory_buffer_bytes=args.memory_buffer_bytes,
         spool_max_bytes=args.spool_max_bytes,
         partial_timeout_s=args.partial_timeout,
+        drain_timeout_s=args.drain_timeout,
     )
     return runner.run(settings)
 

@@ -103,7 +103,7 @@ class Agent:
             if not waited_since:
                 waited_since = self.clock()
                 log.warning("send buffer full; reading paused until the server catches up")
-            if self.hurry.is_set():
+            if self.hurry.is_set() or self.stop.is_set():
                 # Anything later of the same source must not be acknowledged before this one:
                 # give up on all of it; it is re-read from the checkpoint on the next start.
                 self.abandoned = True
