@@ -47,9 +47,9 @@ class AgentSettings:
     line_policy: LinePolicy = field(default_factory=LinePolicy)
     partial_timeout_s: float = 5.0
     batch_max_records: int = 4_000
-    batch_max_bytes: int = 2 * 1024 * 1024
+    batch_max_bytes: int = 1024 * 1024
     batch_max_wait_s: float = 0.2
-    memory_buffer_bytes: int = 16 * 1024 * 1024
+    memory_buffer_bytes: int = 8 * 1024 * 1024
     spool_max_bytes: int = 512 * 1024 * 1024
     poll_interval_s: float = 0.25
     metrics_addr: str = f"127.0.0.1:{conventions.DEFAULT_AGENT_METRICS_PORT}"

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--on-overflow", choices=conventions.OVERFLOW_POLICIES, default="truncate")
     parser.add_argument("--metrics-addr", default="")
     parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--memory-buffer-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--memory-buffer-bytes", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--spool-max-bytes", type=int, default=512 * 1024 * 1024)
     parser.add_argument("--partial-timeout", type=float, default=5.0)
     parser.add_argument("--drain-timeout", type=float, default=20.0)

@@ -72,7 +72,7 @@ class Forwarder:
         state: checkpoints.Checkpoints,
         agent_metrics: metrics.Metrics,
         token: Callable[[], str] = lambda: "",
-        push_max_bytes: int = 4 * 1024 * 1024,
+        push_max_bytes: int = 2 * 1024 * 1024,
         push_timeout_s: float = 30.0,
     ) -> None:
         self.target = target

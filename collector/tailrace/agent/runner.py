@@ -8,6 +8,9 @@ drain short.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import signal
 import threading
@@ -205,8 +208,26 @@ def _token(settings: AgentSettings) -> str:
     return ""
 
 
+def _limit_malloc_arenas() -> None:
+    """Two malloc arenas instead of one per thread and core (glibc's default).
+
+    The reader, the forwarder and gRPC's threads each allocate and free megabytes of batches;
+    with an arena each, freed memory stays spread over arenas and the agent's RSS creeps up by
+    tens of MB. Same as MALLOC_ARENA_MAX=2, which the process cannot set for itself once started.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).mallopt(_M_ARENA_MAX, 2)
+
+
+_M_ARENA_MAX = -8  # from glibc's malloc.h
+
+
 def run(settings: AgentSettings) -> int:
     """Run the agent until SIGTERM/SIGINT; the CLI's entry point. Returns the exit code."""
+    _limit_malloc_arenas()
     if not logging.getLogger("tailrace").handlers:
         jsonlog.configure()
     agent: Agent | None = None
