@@ -201,11 +201,10 @@ class Agent:
 
 
 def _token(settings: AgentSettings) -> str:
-    if settings.token:
-        return settings.token
+    """The ingest token: the file when given (a flag wins over the environment), re-read."""
     if settings.token_file is not None:
         return Path(settings.token_file).read_text().strip()
-    return ""
+    return settings.token
 
 
 def _limit_malloc_arenas() -> None:
