@@ -34,8 +34,32 @@ def test_non_loopback_with_tokens_or_insecure_passes_the_check(tmp_path: Path) -
         settings.ServerSettings(store_url="memory://", http_addr="0.0.0.0:1", tokens_file=tokens)
     )
     runner.check_exposure(
+        settings.ServerSettings(
+            store_url="memory://",
+            http_addr="0.0.0.0:1",
+            grpc_addr="0.0.0.0:2",
+            tokens_file=tokens,
+            ingest_tokens_file=tokens,
+        )
+    )
+    runner.check_exposure(
         settings.ServerSettings(store_url="memory://", http_addr="0.0.0.0:1", insecure=True)
     )
+
+
+def test_exposed_grpc_ingest_needs_ingest_auth(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t *\n")
+    reader_only = settings.ServerSettings(
+        store_url="memory://", grpc_addr="0.0.0.0:7070", tokens_file=tokens
+    )
+    with pytest.raises(runner.ConfigError, match="--grpc-addr"):
+        runner.check_exposure(reader_only)
+    kube_without_accounts = settings.ServerSettings(
+        store_url="memory://", grpc_addr="0.0.0.0:7070", kubernetes_auth=True
+    )
+    with pytest.raises(runner.ConfigError, match="--ingest-service-account"):
+        runner.check_exposure(kube_without_accounts)
 
 
 @pytest.mark.parametrize("addr", ["8080", "host:", "host:99999"])

@@ -51,23 +51,39 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(config: settings.ServerSettings) -> None:
-    """Refuse a non-loopback bind without authentication unless `insecure` is set."""
-    authenticated = config.tokens_file is not None or config.kubernetes_auth
-    if authenticated:
-        return
-    for flag, addr in (("--http-addr", config.http_addr), ("--grpc-addr", config.grpc_addr)):
+    """Refuse a non-loopback bind without authentication unless `insecure` is set.
+
+    Each listener needs its own kind: HTTP reads need reader auth (--tokens-file or
+    --kubernetes-auth), gRPC ingest needs ingest auth (--ingest-tokens-file, or
+    --kubernetes-auth with --ingest-service-account), or anyone could push forged logs.
+    """
+    readers = config.tokens_file is not None or config.kubernetes_auth
+    ingesters = config.ingest_tokens_file is not None or (
+        config.kubernetes_auth and bool(config.ingest_service_accounts)
+    )
+    listeners = (
+        ("--http-addr", config.http_addr, readers, "--tokens-file or --kubernetes-auth"),
+        (
+            "--grpc-addr",
+            config.grpc_addr,
+            ingesters,
+            "--ingest-tokens-file, or --kubernetes-auth with --ingest-service-account",
+        ),
+    )
+    exposed_without_auth = False
+    for flag, addr, authenticated, how in listeners:
         host, _ = split_addr(addr)
-        if not is_loopback(host) and not config.insecure:
+        if authenticated or is_loopback(host):
+            continue
+        if not config.insecure:
             raise ConfigError(
-                f"{flag} {addr} is not a loopback address and no authentication is configured "
-                "(--tokens-file or --kubernetes-auth); pass --insecure to serve it anyway"
+                f"{flag} {addr} is not a loopback address and has no authentication ({how}); "
+                "pass --insecure to serve it anyway"
             )
-    if config.insecure:
-        log.warning(
-            "no authentication configured and --insecure given: anyone who can reach "
-            "the server can read every log"
-        )
-    else:
+        exposed_without_auth = True
+    if exposed_without_auth:
+        log.warning("--insecure: a listener without authentication is reachable beyond loopback")
+    if not readers:
         log.warning("no authentication configured: serving on loopback only")
 
 
