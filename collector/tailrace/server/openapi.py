@@ -171,10 +171,7 @@ _LOGS_RESPONSE = {
             "application/json": {"schema": {"$ref": "#/components/schemas/LogPage"}},
             "application/x-ndjson": {"schema": {"type": "string"}},
             "text/plain": {"schema": {"type": "string"}},
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "description": _SSE_EVENTS,
-            },
+            "text/event-stream": {"schema": {"type": "string", "description": _SSE_EVENTS}},
         },
     },
     **_READ_ERRORS,
