@@ -25,6 +25,8 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     sent = []
     for i in range(3000):
         words = rng.choices(WORDS, k=rng.randrange(1, 6))
+        if rng.random() < 0.03:
+            words.append("zebra")  # a rare word: the sparse walk through FTS5 id ranges
         sent.append(
             samples.record(
                 " ".join(words),
@@ -60,6 +62,10 @@ QUERIES = [
     base.Query(text="gamma", after=(samples.T0 + 200, 1500), order="desc", limit=30),
     base.Query(text="gamma", since_ns=samples.T0 + 100, until_ns=samples.T0 + 120, limit=500),
     base.Query(text="nowhere"),
+    base.Query(text="zebra", order="desc", limit=20),
+    base.Query(text="zebra", namespace="ns", kind="Function", workload="w0", limit=40),
+    base.Query(text="gamma zebra", limit=10),
+    base.Query(text="zebra", tail=5, after=(samples.T0 + 50, 0)),
     base.Query(text="alpha", after_id=2900),
 ]
 

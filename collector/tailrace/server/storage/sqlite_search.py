@@ -19,6 +19,8 @@ FTS_DRIVEN_MAX = 5_000
 _CHUNK_MAX = 16_384
 # Below one match in this many rows, a chunk's matches come from FTS5 rather than its messages.
 _DENSE_FRACTION = 8
+# How many of the newest ids a common word's density is measured over.
+_DENSITY_WINDOW = 20_000
 
 
 def text_query(
@@ -38,11 +40,23 @@ def text_query(
         if reverse:
             found.reverse()
         return found
-    return _text_query_by_chunks(conn, query, terms)
+    return _text_query_by_chunks(conn, query, terms, _density(conn, terms))
+
+
+def _density(conn: sqlite3.Connection, terms: str) -> float:
+    """The share of the newest records that match: where a scope walk starts, and how big."""
+    (newest,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+    (oldest,) = conn.execute("SELECT coalesce(min(id), 0) FROM records").fetchone()
+    newest, oldest = int(newest), int(oldest)
+    low = max(oldest, newest - _DENSITY_WINDOW)
+    (hits,) = conn.execute(
+        "SELECT count(*) FROM records_fts WHERE records_fts MATCH ? AND rowid >= ?", (terms, low)
+    ).fetchone()
+    return int(hits) / max(1, newest - low + 1)
 
 
 def _text_query_by_chunks(
-    conn: sqlite3.Connection, query: base.Query, terms: str
+    conn: sqlite3.Connection, query: base.Query, terms: str, density: float
 ) -> list[base.StoredRecord]:
     """Walk the scope in (ts_ns, id) order, chunk by chunk, keeping the records that match.
 
@@ -59,9 +73,10 @@ def _text_query_by_chunks(
     order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
     step = "(ts_ns, id) < (?, ?)" if descending else "(ts_ns, id) > (?, ?)"
     found: list[base.StoredRecord] = []
-    chunk = max(32, want + want // 4)
+    # Size the first chunk for `want` matches at the measured density; the walk adapts as it goes.
+    dense = density * _DENSE_FRACTION >= 1
+    chunk = max(32, min(_CHUNK_MAX, int(want * 1.25 / max(density, 1e-6)) + 1))
     position: tuple[int, int] | None = None
-    dense = True
     while len(found) < want:
         terms_sql = w.sql if position is None else f"{w.sql} AND {step}"
         params = [*w.params, *(position or ()), chunk]
