@@ -49,6 +49,11 @@ CASES = [
         [("a" * LIMIT, T)],
     ),
     Case(
+        "an unsplit 100 KiB line is truncated and the file read on",
+        cri_line(0, b"u" * 102_400) + cri_line(1, "next"),
+        [("u" * LIMIT, T), ("next", 0)],
+    ),
+    Case(
         "1 MiB in 16 KiB P chunks is truncated to its head",
         p_chunks(0, MIB),
         [(MIB[:LIMIT].decode(), T)],
