@@ -348,6 +348,8 @@ class Tailer:
                 "file truncated and no copy found: unread bytes are lost",
                 extra={"key": source.key, "path": str(source.log.path)},
             )
+            # At least the bytes last seen beyond our offset are gone (more may have been).
+            self.metrics.lost_bytes.inc(max(0, tracked.size - source.read_offset))
             source.reader = copies.EmptyReader()
             self._retire(tracked)
         self._start(
