@@ -261,3 +261,16 @@ async def test_review_cache_expires(kubernetes_api: tuple[_Kubernetes, str]) -> 
     now[0] = auth.NEGATIVE_TTL_S + 1
     assert await reviewer.user("mallory-token") is None
     assert canned.token_reviews == 2
+
+
+async def test_unreachable_kubernetes_api_is_503_not_401(make_server: ServerFactory) -> None:
+    from tests.support import processes
+
+    closed = f"http://127.0.0.1:{processes.free_port()}"
+    configuration = client.Configuration(host=closed)
+    configuration.retries = 0
+    reviewer = auth.KubernetesReviewer(client.ApiClient(configuration))
+    server = await make_server(authorizer=auth.build(None, None, True, reviewer=reviewer))
+    response = await server.http.get(POD_URL, headers=_bearer("alice-token"))
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "auth_unavailable"
