@@ -19,8 +19,10 @@ class LinePolicy:
     on_overflow: conventions.OverflowPolicy = "truncate"
 
     def __post_init__(self) -> None:
-        if not conventions.MIN_MAX_LINE_BYTES <= self.max_line_bytes <= (
-            conventions.MAX_MAX_LINE_BYTES
+        if (
+            not conventions.MIN_MAX_LINE_BYTES
+            <= self.max_line_bytes
+            <= (conventions.MAX_MAX_LINE_BYTES)
         ):
             raise ValueError(
                 f"maxLineBytes must be between {conventions.MIN_MAX_LINE_BYTES} and "
