@@ -99,7 +99,8 @@ class Tailer:
                     self.metrics.rotations.labels("rename").inc()
                 tracked.source.log = lf
                 tracked.current = current and not tracked.draining
-                tracked.size = st.st_size
+                # Sizes only grow within a generation; a shrink is for _check_truncation to see.
+                tracked.size = max(tracked.size, st.st_size)
                 continue
             if self.done.get(ident) == st.st_size:
                 continue
@@ -310,10 +311,11 @@ class Tailer:
             st = os.fstat(tracked.fd)
         except OSError:
             return
-        tracked.size = st.st_size
         if st.st_size < source.read_offset or not self._same_head(tracked):
-            self._truncated(tracked, now)
-        elif len(tracked.head) < checkpoints.HEAD_BYTES and st.st_size > len(tracked.head):
+            self._truncated(tracked, now)  # (tracked.size still says how much was there)
+            return
+        tracked.size = st.st_size
+        if len(tracked.head) < checkpoints.HEAD_BYTES and st.st_size > len(tracked.head):
             tracked.head = os.pread(tracked.fd, checkpoints.HEAD_BYTES, 0)
             self.state.set_head(source.key, tracked.head)
 
