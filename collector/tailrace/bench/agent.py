@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -246,6 +247,7 @@ def _start_server(work: Path) -> tuple[subprocess.Popen[bytes], str]:
 def run_agent(corpus: Corpus, work: Path, server: str, timeout_s: float) -> dict[str, float]:
     metrics_port = _free_port()
     state = work / f"state-{corpus.name}"
+    shutil.rmtree(state, ignore_errors=True)  # read from the start, whatever an earlier run did
     log = (work / f"agent-{corpus.name}.log").open("ab")
     started = time.monotonic()
     proc = subprocess.Popen(
