@@ -12,7 +12,7 @@ from kubernetes import client
 
 from tailrace.server import auth, ratelimit
 from tests.server.conftest import ServerFactory
-from tests.server.harness import T0, Line, Running
+from tests.server.harness import T0, Line, Running, pod_object
 
 POD_URL = "/v1/namespaces/ns/pods/hello-abc/logs"
 
@@ -274,3 +274,61 @@ async def test_unreachable_kubernetes_api_is_503_not_401(make_server: ServerFact
     response = await server.http.get(POD_URL, headers=_bearer("alice-token"))
     assert response.status_code == 503
     assert response.json()["error_code"] == "auth_unavailable"
+
+
+@pytest.fixture
+async def deletable(make_server: ServerFactory, tmp_path: Path) -> Running:
+    readers = tmp_path / "tokens"
+    readers.write_text("ns-reader ns\nns-cleaner ns delete\nother-cleaner other delete\n")
+    ingesters = tmp_path / "ingest-tokens"
+    ingesters.write_text("agent-token *\n")
+    authorizer = auth.build(readers, ingesters, kubernetes_auth=False)
+    server = await make_server(authorizer=authorizer, ingest_token="agent-token")
+    operator = _bearer("agent-token")
+    assert (await server.register(headers=operator)).status_code == 200
+    pod = pod_object(labels={"app": "hello"})
+    put = await server.http.put("/v1/namespaces/ns/pods/hello-abc", json=pod, headers=operator)
+    assert put.status_code == 200, put.text
+    await server.push([Line("to be deleted", T0)])
+    return server
+
+
+WORKLOAD_LOGS = "/v1/namespaces/ns/functions/hello/logs"
+
+
+async def test_a_token_that_may_only_read_may_not_delete_logs(deletable: Running) -> None:
+    response = await deletable.http.delete(WORKLOAD_LOGS, headers=_bearer("ns-reader"))
+    assert response.status_code == 403
+    assert "may not delete" in response.json()["message"]
+    still = await deletable.http.get(WORKLOAD_LOGS, headers=_bearer("ns-reader"))
+    assert "to be deleted" in still.text
+
+
+async def test_a_delete_token_for_another_namespace_may_not_delete(deletable: Running) -> None:
+    response = await deletable.http.delete(WORKLOAD_LOGS, headers=_bearer("other-cleaner"))
+    assert response.status_code == 403
+
+
+async def test_a_token_with_the_delete_field_may_delete_logs(deletable: Running) -> None:
+    response = await deletable.http.delete(WORKLOAD_LOGS, headers=_bearer("ns-cleaner"))
+    assert response.status_code == 200, response.text
+    assert response.json()["deleted"] >= 1
+    after = await deletable.http.get(WORKLOAD_LOGS, headers=_bearer("ns-reader"))
+    assert "to be deleted" not in after.text
+
+
+def test_tokens_file_rejects_an_unknown_third_field() -> None:
+    with pytest.raises(auth.TokensFileError, match="third field may only be 'delete'"):
+        auth.TokenTable.parse("t ns admin\n")
+
+
+async def test_kubernetes_user_who_may_get_but_not_delete_pods_log_may_not_delete(
+    kube_guarded: Running,
+) -> None:
+    registered = await kube_guarded.register(headers=_bearer("agent-sa-token"))
+    assert registered.status_code == 200, registered.text
+    alice = _bearer("alice-token")
+    assert (await kube_guarded.http.get(WORKLOAD_LOGS, headers=alice)).status_code == 200
+    response = await kube_guarded.http.delete(WORKLOAD_LOGS, headers=alice)
+    assert response.status_code == 403
+    assert "alice may not delete pods/log" in response.json()["message"]

@@ -33,6 +33,10 @@ MAX_TOKEN_CHARS = 8192
 INGEST_AUDIENCE = "tailrace"  # the projected service-account token of injected collectors
 
 
+# Third field of a tokens-file line that lets the token delete stored logs too.
+DELETE_PERMISSION = "delete"
+
+
 class AuthConfigError(ValueError):
     """Authentication cannot be set up as configured (bad tokens file, no cluster access)."""
 
@@ -50,6 +54,8 @@ class Principal:
     namespaces: frozenset[str] | None
     # Bucket key for rate limiting (never the token itself).
     key: str
+    # Whether the caller may also delete stored logs where it may read them.
+    may_delete: bool = False
 
     def may_read(self, namespace: str | None) -> bool:
         if self.namespaces is None:
@@ -68,37 +74,53 @@ def token_key(token: str) -> str:
 class _Entry:
     token: bytes
     namespaces: frozenset[str] | None
+    may_delete: bool
 
 
 class TokenTable:
-    """Static tokens, one `<token> <namespaces>` per line (docs/interfaces.md)."""
+    """Static tokens, one `<token> <namespaces> [delete]` per line (docs/interfaces.md)."""
 
-    def __init__(self, entries: Iterable[tuple[str, frozenset[str] | None]]) -> None:
-        self._entries = [_Entry(token.encode(), namespaces) for token, namespaces in entries]
+    def __init__(
+        self,
+        entries: Iterable[
+            tuple[str, frozenset[str] | None] | tuple[str, frozenset[str] | None, bool]
+        ],
+    ) -> None:
+        self._entries = [
+            _Entry(entry[0].encode(), entry[1], bool(entry[2]) if len(entry) > 2 else False)
+            for entry in entries
+        ]
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @classmethod
     def parse(cls, text: str, source: str = "tokens file") -> TokenTable:
-        entries: list[tuple[str, frozenset[str] | None]] = []
+        entries: list[tuple[str, frozenset[str] | None, bool]] = []
         for number, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             parts = line.split()
-            if len(parts) != 2:
+            if len(parts) not in (2, 3):
                 raise TokensFileError(
-                    f"{source}:{number}: expected '<token> <namespaces>', got {len(parts)} fields"
+                    f"{source}:{number}: expected '<token> <namespaces> [delete]', "
+                    f"got {len(parts)} fields"
                 )
-            token, scope = parts
+            if len(parts) == 3 and parts[2] != DELETE_PERMISSION:
+                raise TokensFileError(
+                    f"{source}:{number}: the third field may only be {DELETE_PERMISSION!r}, "
+                    f"got {parts[2]!r}"
+                )
+            token, scope = parts[0], parts[1]
+            may_delete = len(parts) == 3
             if scope == ALL_NAMESPACES:
-                entries.append((token, None))
+                entries.append((token, None, may_delete))
                 continue
             namespaces = frozenset(ns.strip() for ns in scope.split(",") if ns.strip())
             if not namespaces:
                 raise TokensFileError(f"{source}:{number}: empty namespace list")
-            entries.append((token, namespaces))
+            entries.append((token, namespaces, may_delete))
         return cls(entries)
 
     @classmethod
@@ -115,7 +137,7 @@ class TokenTable:
         if found is None:
             return None
         key = token_key(token)
-        return Principal(f"token:{key[:8]}", found.namespaces, key)
+        return Principal(f"token:{key[:8]}", found.namespaces, key, found.may_delete)
 
 
 @dataclass(slots=True)
@@ -201,7 +223,7 @@ class KubernetesReviewer:
             extra={k: list(v) for k, v in (user.extra or {}).items()},
         )
 
-    def _access_review(self, user: KubeUser, namespace: str) -> bool:
+    def _access_review(self, user: KubeUser, namespace: str, verb: str = "get") -> bool:
         body = self._client.V1SubjectAccessReview(
             spec=self._client.V1SubjectAccessReviewSpec(
                 user=user.username,
@@ -209,7 +231,7 @@ class KubernetesReviewer:
                 groups=list(user.groups) or None,
                 extra=user.extra or None,
                 resource_attributes=self._client.V1ResourceAttributes(
-                    namespace=namespace, verb="get", resource="pods", subresource="log"
+                    namespace=namespace, verb=verb, resource="pods", subresource="log"
                 ),
             )
         )
@@ -231,13 +253,14 @@ class KubernetesReviewer:
         self._remember(self._users, key, user, user is not None)
         return user
 
-    async def may_read(self, user: KubeUser, namespace: str) -> bool:
-        key = (user.username, namespace)
+    async def may_read(self, user: KubeUser, namespace: str, verb: str = "get") -> bool:
+        """`verb` pods/log in `namespace`: get to read logs, delete to delete stored logs."""
+        key = (user.username, namespace, verb)
         cached = self._cached(self._decisions, key)
         if cached is not None:
             return bool(cached.value)
         try:
-            allowed = await asyncio.to_thread(self._access_review, user, namespace)
+            allowed = await asyncio.to_thread(self._access_review, user, namespace, verb)
         except Exception as err:
             raise errors.ApiError(
                 503, "auth_unavailable", "cannot reach the Kubernetes API to check access"
@@ -316,6 +339,41 @@ class Authorizer:
                     errors.forbidden(
                         f"{user.username} may not get pods/log in "
                         + (f"namespace {namespace!r}" if namespace else "all namespaces"),
+                        namespace,
+                    )
+                )
+        raise self._fail(errors.unauthenticated("the bearer token is not valid"))
+
+    async def authorize_delete(self, authorization: str | None, namespace: str) -> Principal:
+        """The caller, if they may delete stored logs in `namespace`.
+
+        Reading is not enough: a static token needs the `delete` field, a Kubernetes user needs
+        `delete pods/log` in the namespace. (The operator removes a deleted workload's logs
+        through the control API, not through this.)
+        """
+        if not self.enabled:
+            return ANONYMOUS
+        token = bearer_token(authorization)
+        if token is None:
+            raise self._fail(errors.unauthenticated("a bearer token is required"))
+        if self.readers is not None:
+            principal = self.readers.lookup(token)
+            if principal is not None:
+                if principal.may_read(namespace) and principal.may_delete:
+                    return principal
+                raise self._fail(
+                    errors.forbidden(
+                        f"token may not delete logs in namespace {namespace!r}", namespace
+                    )
+                )
+        if self.kubernetes is not None:
+            user = await self.kubernetes.user(token)
+            if user is not None:
+                if await self.kubernetes.may_read(user, namespace, "delete"):
+                    return Principal(user.username, None, token_key(token), may_delete=True)
+                raise self._fail(
+                    errors.forbidden(
+                        f"{user.username} may not delete pods/log in namespace {namespace!r}",
                         namespace,
                     )
                 )

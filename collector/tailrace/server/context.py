@@ -44,6 +44,12 @@ class ServerContext:
         self._limit(principal, request)
         return principal
 
+    async def deleter(self, request: Request, namespace: str) -> auth.Principal:
+        """Authorize deleting stored logs in `namespace`; reading them is not enough."""
+        return await self.authorizer.authorize_delete(
+            request.headers.get("authorization"), namespace
+        )
+
     async def operator(self, request: Request) -> auth.Principal:
         """Authorize a control-API call (operator credentials, like ingest), rate limited like
         any caller: the operator retries a 429 with backoff."""

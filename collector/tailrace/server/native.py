@@ -311,6 +311,7 @@ def routes(ctx: context.ServerContext) -> list[BaseRoute]:
 
     async def delete_workload_logs(request: Request) -> Response:
         scope = await _workload_scope(ctx, request)
+        await ctx.deleter(request, request.path_params["ns"])
         deleted = await ctx.store.delete(scope)
         return Response(orjson.dumps({"deleted": deleted}), media_type="application/json")
 

@@ -163,11 +163,13 @@ def routes(ctx: context.ServerContext) -> list[BaseRoute]:
 
     async def delete_execution_logs(request: Request) -> Response:
         workload = await function(request)
+        await ctx.deleter(request, workload.key.namespace)
         await ctx.store.delete(await execution_scope(workload))
         return Response(status_code=204)
 
     async def delete_system_logs(request: Request) -> Response:
         workload = await function(request)
+        await ctx.deleter(request, workload.key.namespace)
         await ctx.store.delete(_workloads.scope(workload))
         return Response(status_code=204)
 
