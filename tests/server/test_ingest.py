@@ -129,6 +129,7 @@ async def test_offsets_answer_the_durable_offset_per_source(
         (lambda b: setattr(b.source, "workload", "Deployment/x"), "is not <Kind>/<name>"),
         (lambda b: b.end_offsets.__setitem__(1, 1), "end_offsets must not decrease"),
         (lambda b: b.execution_index.append(7), "execution_index and execution_ids"),
+        (lambda b: setattr(b, "covered_offset", 2**64 - 1), "beyond 2^63"),
     ],
 )
 async def test_malformed_batch_is_rejected_and_nothing_is_stored(

@@ -152,3 +152,12 @@ def test_structured_body_becomes_json() -> None:
     converted = ingest_otlp.to_records(request(POD, logs_pb2.LogRecord(body=body)))
     assert converted.records[0].message == '{"user":"u1","ok":true}'
     assert converted.records[0].ts_ns > 0  # no time in the record: the receive time
+
+
+def test_a_time_beyond_int64_is_rejected_and_reported() -> None:
+    far = logs_pb2.LogRecord(time_unix_nano=2**64 - 1, body=common_pb2.AnyValue(string_value="x"))
+    fine = logs_pb2.LogRecord(time_unix_nano=5, body=common_pb2.AnyValue(string_value="y"))
+    converted = ingest_otlp.to_records(request(POD, far, fine))
+    assert [r.message for r in converted.records] == ["y"]
+    assert converted.rejected == 1
+    assert "int64" in converted.reason

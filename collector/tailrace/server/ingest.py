@@ -39,6 +39,7 @@ Authorize = Callable[[str | None], bool | Awaitable[bool]]
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_IN_FLIGHT: Final = 8
+_MAX_OFFSET: Final = 2**63 - 1  # stores keep offsets as signed 64-bit integers
 _P = f"{conventions.METRICS_PREFIX}_server_ingest"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -178,6 +179,8 @@ def to_ingest_batch(batch: ingest_pb2.Batch) -> base.IngestBatch:
     offsets = list(batch.end_offsets)
     if any(b < a for a, b in itertools.pairwise(offsets)):
         raise codec.MalformedBatch("end_offsets must not decrease within a batch")
+    if batch.covered_offset > _MAX_OFFSET or (offsets and max(offsets) > _MAX_OFFSET):
+        raise codec.MalformedBatch("an offset is beyond 2^63 - 1")
     kind, workload = _workload(source)
     return base.IngestBatch(
         source_key=source.key,

@@ -25,6 +25,7 @@ POD: Final = "k8s.pod.name"
 POD_UID: Final = "k8s.pod.uid"
 CONTAINER: Final = "k8s.container.name"
 CONTAINER_RESTART: Final = "k8s.container.restart_count"
+MAX_TS_NS: Final = 2**63 - 1  # OTLP times are fixed64; stores keep signed 64-bit nanoseconds
 EXECUTION_ATTRIBUTES: Final = ("executionId", "execution.id", "tailrace.execution_id")
 
 # OTLP SeverityNumber ranges: 1-4 TRACE, 5-8 DEBUG, 9-12 INFO, 13-16 WARN, 17-20 ERROR, 21-24 FATAL.
@@ -99,6 +100,11 @@ def to_records(request: logs_service_pb2.ExportLogsServiceRequest) -> Converted:
         restart = resource.get(CONTAINER_RESTART)
         for scope_logs in resource_logs.scope_logs:
             for log_record in scope_logs.log_records:
+                ts_ns = log_record.time_unix_nano or log_record.observed_time_unix_nano or now
+                if ts_ns > MAX_TS_NS:
+                    converted.rejected += 1
+                    converted.reason = "time_unix_nano is beyond the year 2262 (int64 nanoseconds)"
+                    continue
                 attrs = attributes(log_record.attributes)
                 if log_record.trace_id:
                     attrs["trace_id"] = log_record.trace_id.hex()
@@ -114,9 +120,7 @@ def to_records(request: logs_service_pb2.ExportLogsServiceRequest) -> Converted:
                 )
                 converted.records.append(
                     base.NewRecord(
-                        ts_ns=log_record.time_unix_nano
-                        or log_record.observed_time_unix_nano
-                        or now,
+                        ts_ns=ts_ns,
                         namespace=namespace,
                         pod=pod,
                         container=container,
