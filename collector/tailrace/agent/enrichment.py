@@ -155,9 +155,10 @@ class Enricher:
         if at >= 0:
             at += key.string_skip
             end = content.find(b'"', at)
-            if end > 0 and content[end - 1] != 92:
-                execution_id = content[at:end].decode("utf-8", "replace")
-            else:
+            raw = content[at:end]
+            if end > 0 and b"\\" not in raw:
+                execution_id = raw.decode("utf-8", "replace")
+            else:  # escapes (\" \u001f ...): let a JSON parser decode them
                 execution_id = _string(_raw_value(content, key.quoted) or b"") or execution_id
         elif key.quoted in content:
             execution_id = _string(_raw_value(content, key.quoted) or b"") or execution_id
