@@ -118,7 +118,12 @@ class SQLiteStore:
             )
         try:
             await self._write(self._open_writer)
-        except (sqlite3.Error, OSError) as err:
+        except (
+            sqlite3.Error,
+            OSError,
+            base.StoreUnavailable,
+            sqlite_schema.SchemaTooNew,
+        ) as err:
             await self.close()
             raise base.StoreUnavailable(f"cannot open SQLite store {self._path}: {err}") from err
 
