@@ -109,3 +109,11 @@ def test_json_lines_give_level_execution_id_and_http_fields(tmp_path: Path) -> N
         ("INFO", "", {"status": 404, "url": "/x", "method": 'P"UT'}),
     ]
     assert result.records[0].message.startswith('{"level":"warn"')
+
+
+def test_an_unparseable_line_takes_the_time_of_the_line_before_it(tmp_path: Path) -> None:
+    data = cri_line(0, "before") + b"not a CRI line\n" + cri_line(5, "after")
+    result = pipeline.run(tmp_path, data)
+    before, bad, after = result.records
+    assert bad.flags == records.FLAG_PARSE_ERROR
+    assert bad.ts_ns == before.ts_ns < after.ts_ns

@@ -237,6 +237,7 @@ class FileSource:
         longest = self.config.line_policy.max_line_bytes + 40
         busy = merger.busy
         pos = self.consumed
+        last_ts = self.last_ts
         for line in lines:
             start = pos
             pos += len(line) + 1
@@ -255,7 +256,9 @@ class FileSource:
                 or line[-1] == 13
             ):
                 self.consumed = pos
+                self.last_ts = last_ts  # an unparseable line gets its predecessor's time
                 self._line(line, start, now)
+                last_ts = self.last_ts
                 busy = merger.busy
                 continue
             content = line[40:]
@@ -276,7 +279,8 @@ class FileSource:
                 if label_execution:
                     exec_index.append(len(cols.ts))
                     exec_ids.append(label_execution)
-            ts_add(base + int(fraction))
+            last_ts = base + int(fraction)
+            ts_add(last_ts)
             end_add(pos)
             stream_add(stream)
             level_add(level)
@@ -287,6 +291,7 @@ class FileSource:
             text_bytes += length
             kept += 1
         merger.counts["kept"] += kept
+        self.last_ts = last_ts
         self.consumed = pos
         self.text_bytes = text_bytes
         self.lines_read += len(lines)
