@@ -453,12 +453,18 @@ class SQLiteStore:
     async def stats(self, query: base.Query) -> base.Stats:
         base.check_query(query)
         w = sqlite_query.where(query, paging=False)
+        # Grouped on the integer refs (cheaper to sort than names), named afterwards.
         sql = (
-            "SELECT level, container, execution_id, namespace, kind, workload, pod, count(*), "
-            f"sum(flags & {records.FLAG_TRUNCATED} != 0), sum(flags & {records.FLAG_SPLIT} != 0), "
-            "sum(size), max(ts_ns) "
+            "SELECT g.level, g.container, g.execution_id, wr.namespace, wr.kind, wr.workload, "
+            "pr.pod, g.n, g.truncated, g.split, g.size, g.last FROM ("
+            "SELECT level, container, execution_id, pod_ref, workload_ref, count(*) AS n, "
+            f"sum(flags & {records.FLAG_TRUNCATED} != 0) AS truncated, "
+            f"sum(flags & {records.FLAG_SPLIT} != 0) AS split, "
+            "sum(size) AS size, max(ts_ns) AS last "
             f"FROM records WHERE {w.sql} "
-            "GROUP BY level, container, execution_id, namespace, kind, workload, pod"
+            "GROUP BY level, container, execution_id, pod_ref, workload_ref) AS g "
+            "JOIN workload_refs AS wr ON wr.id = g.workload_ref "
+            "JOIN pod_refs AS pr ON pr.id = g.pod_ref"
         )
         d = _drops_where(query)
         drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops WHERE {d.sql}"
