@@ -302,3 +302,23 @@ async def test_changing_the_selector_releases_pods_it_no_longer_matches(server: 
     pod = await server.ctx.store.get_pod("ns", "hello-1")
     assert pod is not None
     assert pod.workload is None
+
+
+async def test_a_deleted_workloads_logs_still_expire_by_its_retention(server: Running) -> None:
+    spec = {"selector": {"matchLabels": {"app": "hello"}}, "logs": {"retention": {"maxAge": "1h"}}}
+    assert (await server.register(spec=spec)).status_code == 200
+    now = T0 + 10 * 3600 * 1_000_000_000
+    assert await server.push([Line("old", T0), Line("recent", now - 1_000_000_000)]) == 2
+    deleted = await server.http.delete("/v1/namespaces/ns/functions/hello")
+    assert deleted.status_code == 200
+    # Until retention removes them, the logs a deleted workload left stay readable.
+    kept = await server.http.get("/v1/namespaces/ns/functions/hello/logs")
+    assert kept.text == "old\nrecent\n"
+    assert server.ctx is not None
+    assert await server.ctx.store.apply_retention(now) == 1
+    left = await server.http.get("/v1/namespaces/ns/pods/hello-abc/logs")
+    assert left.text == "recent\n"
+    # Registering it again brings it back, with the logs that are still kept.
+    assert (await server.register(spec=spec)).status_code == 200
+    again = await server.http.get("/v1/namespaces/ns/functions/hello/logs")
+    assert again.text == "recent\n"

@@ -9,6 +9,7 @@ deleting a workload ends its live streams.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import uuid
 from collections.abc import Mapping
@@ -331,7 +332,9 @@ class Control:
             raise errors.not_found(
                 f"{kind} {namespace}/{name}", namespace=namespace, kind=kind, name=name
             )
-        await self.ctx.store.delete_workload(key)
+        # A tombstone, not a removal: the spec's retention keeps applying to the logs the
+        # workload left behind, so they expire as promised instead of staying forever.
+        await self.ctx.store.put_workload(dataclasses.replace(workload, deleted=True))
         ended = self.ctx.hub.end_workload(key, streaming.WORKLOAD_DELETED)
         return _json(
             {
