@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 DEFAULT_SCHEMA: Final = "tailrace"
 DEFAULT_POOL_MAX: Final = 8
+WORK_MEM: Final = "64MB"
 # A live-tail watcher polls at least this often even when no notification arrives, so a dropped
 # notification (or one from an aborted transaction's neighbour) delays a record, never loses it.
 WATCH_POLL_S: Final = 1.0
@@ -102,11 +103,15 @@ class PostgresStore:
     # -- plumbing -------------------------------------------------------------------------------
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        return {
-            "autocommit": True,
-            "options": f"-c search_path={self._schema},public",
-            "application_name": "tailrace-server",
-        }
+        # Custom plans always: how common a searched word is decides the plan (walk the scope's
+        # (ts, id) index for a common word, intersect bitmaps for a rare one), and a generic plan
+        # cached after five runs would pick one for every word. work_mem keeps those bitmaps
+        # exact: a lossy page rechecks the text-search expression on every row it holds.
+        options = (
+            f"-c search_path={self._schema},public -c plan_cache_mode=force_custom_plan "
+            f"-c work_mem={WORK_MEM}"
+        )
+        return {"autocommit": True, "options": options, "application_name": "tailrace-server"}
 
     async def open(self) -> None:
         try:
