@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tailrace import records
-from tailrace.agent import columns, enrichment, formats, layout, reassembly, timestamps
+from tailrace.agent import enrichment, formats, layout, reassembly, timestamps
 from tailrace.settings import LinePolicy
+from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2
 
 _STDOUT = records.STREAM_CODES["stdout"]
@@ -159,7 +160,7 @@ class FileSource:
             workload=config.workload,
             path=str(log.path),
         )
-        self.builder = columns.Columns()
+        self.builder = codec.Columns()
         self.text_bytes = 0
         self.batch_started = 0.0
         self.parse_errors = 0
@@ -420,7 +421,7 @@ class FileSource:
             len(builder),
         )
         self.skip_until = max(self.skip_until, batch.covered_offset)
-        self.builder = columns.Columns()
+        self.builder = codec.Columns()
         self.text_bytes = 0
         return sealed
 

@@ -16,48 +16,47 @@ from tailrace import conventions, records
 from tailrace.wire.v1 import ingest_pb2
 
 
-class BatchBuilder:
-    """Accumulates the records of one source file for the next `Batch`."""
+class Columns:
+    """The columns of the next `Batch` of one source.
+
+    The lists are public so the agent's hot loop can bind their `append` methods once per chunk
+    instead of calling a method with eight arguments per line: at 200k lines per CPU-second, a
+    call is a tenth of the budget. `add` is the plain way for everyone else.
+    """
 
     __slots__ = (
-        "_attrs_index",
-        "_attrs_json",
-        "_end_offsets",
-        "_exec_ids",
-        "_exec_index",
-        "_flags",
-        "_lengths",
-        "_levels",
-        "_streams",
-        "_text",
-        "_ts",
+        "attrs_index",
+        "attrs_json",
         "covered_offset",
         "dropped_lines",
-        "source",
+        "ends",
+        "exec_ids",
+        "exec_index",
+        "flags",
+        "lengths",
+        "levels",
+        "streams",
+        "texts",
+        "ts",
     )
 
-    def __init__(self, source: records.SourceInfo) -> None:
-        self.source = source
-        self._ts: list[int] = []
-        self._end_offsets: list[int] = []
-        self._streams = bytearray()
-        self._levels = bytearray()
-        self._flags = bytearray()
-        self._text = bytearray()
-        self._lengths: list[int] = []
-        self._exec_index: list[int] = []
-        self._exec_ids: list[str] = []
-        self._attrs_index: list[int] = []
-        self._attrs_json: list[bytes] = []
+    def __init__(self) -> None:
+        self.ts: list[int] = []
+        self.ends: list[int] = []
+        self.streams = bytearray()
+        self.levels = bytearray()
+        self.flags = bytearray()
+        self.texts: list[bytes] = []
+        self.lengths: list[int] = []
+        self.exec_index: list[int] = []
+        self.exec_ids: list[str] = []
+        self.attrs_index: list[int] = []
+        self.attrs_json: list[bytes] = []
         self.dropped_lines = 0
         self.covered_offset = 0
 
     def __len__(self) -> int:
-        return len(self._ts)
-
-    @property
-    def text_bytes(self) -> int:
-        return len(self._text)
+        return len(self.ts)
 
     def add(
         self,
@@ -70,22 +69,20 @@ class BatchBuilder:
         execution_id: str = "",
         attrs_json: bytes = b"",
     ) -> None:
-        index = len(self._ts)
-        self._ts.append(ts_ns)
-        self._end_offsets.append(end_offset)
-        self._streams.append(stream_code)
-        self._levels.append(level_code)
-        self._flags.append(flags)
-        self._text += message
-        self._lengths.append(len(message))
+        index = len(self.ts)
+        self.ts.append(ts_ns)
+        self.ends.append(end_offset)
+        self.streams.append(stream_code)
+        self.levels.append(level_code)
+        self.flags.append(flags)
+        self.texts.append(message)
+        self.lengths.append(len(message))
         if execution_id:
-            self._exec_index.append(index)
-            self._exec_ids.append(execution_id)
+            self.exec_index.append(index)
+            self.exec_ids.append(execution_id)
         if attrs_json:
-            self._attrs_index.append(index)
-            self._attrs_json.append(attrs_json)
-        if end_offset > self.covered_offset:
-            self.covered_offset = end_offset
+            self.attrs_index.append(index)
+            self.attrs_json.append(attrs_json)
 
     def add_record(self, record: records.LogRecord) -> None:
         """Convenience for tests and slow paths: add a `LogRecord`."""
@@ -101,41 +98,57 @@ class BatchBuilder:
         )
 
     def account_dropped(self, end_offset: int) -> None:
-        """A line was dropped by the line-limit policy; its bytes still count as covered."""
+        """A line was dropped by the line-limit policy: counted, and its bytes still covered."""
         self.dropped_lines += 1
-        if end_offset > self.covered_offset:
-            self.covered_offset = end_offset
+        self.covered_offset = max(self.covered_offset, end_offset)
 
-    def build(self) -> ingest_pb2.Batch:
-        src = self.source
+    def build(self, source: ingest_pb2.Source) -> ingest_pb2.Batch:
+        covered = max(self.covered_offset, self.ends[-1]) if self.ends else self.covered_offset
         batch = ingest_pb2.Batch(
-            source=ingest_pb2.Source(
-                key=src.key,
-                node=src.node,
-                namespace=src.namespace,
-                pod=src.pod,
-                pod_uid=src.pod_uid,
-                container=src.container,
-                container_id=src.container_id,
-                restart=src.restart,
-                workload=src.workload,
-                path=src.path,
-            ),
-            streams=bytes(self._streams),
-            levels=bytes(self._levels),
-            flags=bytes(self._flags),
-            text=bytes(self._text),
+            streams=bytes(self.streams),
+            levels=bytes(self.levels),
+            flags=bytes(self.flags),
+            text=b"".join(self.texts),
             dropped_lines=self.dropped_lines,
-            covered_offset=self.covered_offset,
+            covered_offset=covered,
         )
-        batch.ts_ns.extend(self._ts)
-        batch.end_offsets.extend(self._end_offsets)
-        batch.text_lengths.extend(self._lengths)
-        batch.execution_index.extend(self._exec_index)
-        batch.execution_ids.extend(self._exec_ids)
-        batch.attrs_index.extend(self._attrs_index)
-        batch.attrs_json.extend(self._attrs_json)
+        batch.source.CopyFrom(source)
+        batch.ts_ns.extend(self.ts)
+        batch.end_offsets.extend(self.ends)
+        batch.text_lengths.extend(self.lengths)
+        batch.execution_index.extend(self.exec_index)
+        batch.execution_ids.extend(self.exec_ids)
+        batch.attrs_index.extend(self.attrs_index)
+        batch.attrs_json.extend(self.attrs_json)
         return batch
+
+
+def source_message(src: records.SourceInfo) -> ingest_pb2.Source:
+    return ingest_pb2.Source(
+        key=src.key,
+        node=src.node,
+        namespace=src.namespace,
+        pod=src.pod,
+        pod_uid=src.pod_uid,
+        container=src.container,
+        container_id=src.container_id,
+        restart=src.restart,
+        workload=src.workload,
+        path=src.path,
+    )
+
+
+class BatchBuilder(Columns):
+    """`Columns` that know their source: the one-call way to make a `Batch` (tests, clients)."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: records.SourceInfo) -> None:
+        super().__init__()
+        self.source = source
+
+    def build(self, source: ingest_pb2.Source | None = None) -> ingest_pb2.Batch:
+        return super().build(source or source_message(self.source))
 
 
 class MalformedBatch(ValueError):
