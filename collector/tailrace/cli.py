@@ -130,6 +130,12 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-line-bytes", type=int, default=conventions.DEFAULT_MAX_LINE_BYTES)
     p.add_argument("--on-overflow", choices=conventions.OVERFLOW_POLICIES, default="truncate")
     p.add_argument("--metrics-addr", default=f"127.0.0.1:{conventions.DEFAULT_AGENT_METRICS_PORT}")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=20.0,
+        help="seconds SIGTERM may spend sending what was read (keep below the pod's grace period)",
+    )
     _add_log_level(p)
     p.set_defaults(handler=_run_agent)
 
@@ -153,6 +159,7 @@ def _run_agent(args: argparse.Namespace) -> int:
         token_file=args.token_file,
         line_policy=policy,
         metrics_addr=args.metrics_addr,
+        drain_timeout_s=args.drain_timeout,
     )
     return runner.run(agent_settings)
 
