@@ -24,6 +24,7 @@ from tailrace.server.storage import base
 
 DSN = os.environ.get("TAILRACE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 _created: set[str] = set()
+_started = False
 
 
 @functools.cache
@@ -47,12 +48,45 @@ def require() -> None:
 
 
 def schema_for(tmp: Path, suffix: str = "") -> str:
-    digest = hashlib.sha1(f"{tmp}{suffix}".encode()).hexdigest()[:16]
-    name = f"tailrace_test_{digest}"
-    if not _created:
+    """The test's schema: the same for the same temp directory (a reopened store sees its data).
+
+    Schemas of earlier tests of this process are dropped here (tests run one after another, and
+    a restart test reopens its own schema, so "earlier" is the first moment it is safe), those of
+    test processes that died without cleaning up too, and the last one when the process exits.
+    """
+    digest = hashlib.sha1(f"{tmp}{suffix}".encode()).hexdigest()[:12]
+    name = f"tailrace_test_{os.getpid()}_{digest}"
+    global _started
+    if not _started:
+        _started = True
         atexit.register(_drop_all)
+        _drop_orphans()
+    for earlier in list(_created - {name}):
+        with contextlib.suppress(psycopg.Error):
+            drop(earlier)
     _created.add(name)
     return name
+
+
+def _drop_orphans() -> None:
+    with contextlib.suppress(psycopg.Error), psycopg.connect(DSN, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tailrace_test_%'"
+        ).fetchall()
+        for (schema,) in rows:
+            parts = schema.split("_")
+            if len(parts) == 4 and parts[2].isdigit() and not _alive(int(parts[2])):
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def url(schema: str, **params: str) -> str:
