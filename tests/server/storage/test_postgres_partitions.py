@@ -171,3 +171,15 @@ async def test_words_past_the_indexed_prefix_and_very_long_words_are_still_found
     (found,) = await store.query(base.Query(text=f"short {huge_word}"))
     assert found.message.startswith("short ")
     assert await store.query(base.Query(text=huge_word[:-1])) == []
+
+
+async def test_totals_come_from_statistics_without_a_scan(store: postgres.PostgresStore) -> None:
+    assert isinstance(store, base.KeepsTotals)
+    assert await base.totals(store) == base.Totals(0, 0)
+    sent = [hello(f"line {i}", D0 + i) for i in range(50)]
+    await store.append([samples.batch("s", sent)])
+    with psycopg.connect(pg.DSN) as conn:
+        conn.execute(f'ANALYZE "{store.schema}".records')
+    totals = await base.totals(store)
+    assert totals.rows == 50
+    assert totals.bytes > 0
