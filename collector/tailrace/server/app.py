@@ -63,7 +63,7 @@ def _health_routes(ctx: context.ServerContext) -> list[BaseRoute]:
     async def scrape(request: Request) -> Response:
         # Store size is refreshed here, at scrape time, and read by the custom collector.
         try:
-            totals = await asyncio.wait_for(base.totals(ctx.store), STORE_PROBE_TIMEOUT_S)
+            totals = await asyncio.wait_for(base.gauge_totals(ctx.store), STORE_PROBE_TIMEOUT_S)
             size["last"] = metrics.StoreSize(totals.rows, totals.bytes)
         except (base.StoreError, TimeoutError):
             size["last"] = None

@@ -174,12 +174,12 @@ async def test_words_past_the_indexed_prefix_and_very_long_words_are_still_found
 
 
 async def test_totals_come_from_statistics_without_a_scan(store: postgres.PostgresStore) -> None:
-    assert isinstance(store, base.KeepsTotals)
-    assert await base.totals(store) == base.Totals(0, 0)
+    assert isinstance(store, base.EstimatesTotals)
+    assert await base.gauge_totals(store) == base.Totals(0, 0)
     sent = [hello(f"line {i}", D0 + i) for i in range(50)]
     await store.append([samples.batch("s", sent)])
     with psycopg.connect(pg.DSN) as conn:
         conn.execute(f'ANALYZE "{store.schema}".records')
-    totals = await base.totals(store)
+    totals = await base.gauge_totals(store)
     assert totals.rows == 50
     assert totals.bytes > 0

@@ -359,6 +359,20 @@ class KeepsTotals(Protocol):
     async def totals(self) -> Totals: ...
 
 
+@runtime_checkable
+class EstimatesTotals(Protocol):
+    """A store that can estimate how much it holds from its statistics (postgres)."""
+
+    async def estimated_totals(self) -> Totals: ...
+
+
+async def gauge_totals(store: Store) -> Totals:
+    """For metrics gauges: the backend's cheap estimate where it has one, else `totals`."""
+    if isinstance(store, EstimatesTotals):
+        return await store.estimated_totals()
+    return await totals(store)
+
+
 async def totals(store: Store) -> Totals:
     """Rows and message bytes in the whole store: cheap where the backend keeps them (metrics
     scrapes call this), a full `stats` scan otherwise."""

@@ -30,6 +30,7 @@ from psycopg import sql
 from tailrace import records
 from tailrace.server.storage import (
     base,
+    contract_rows,
     postgres_feed,
     postgres_ingest,
     postgres_retention,
@@ -302,11 +303,11 @@ class PostgresStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> base.Stats:
             groups = await (await conn.execute(statement.encode(), params)).fetchall()
             dropped = await (await conn.execute(drops_sql.encode(), drop_params)).fetchone()
-            return postgres_sql.stats(groups, int(dropped[0]) if dropped else 0)
+            return contract_rows.stats(groups, int(dropped[0]) if dropped else 0)
 
         return await self._run(work)
 
-    async def totals(self) -> base.Totals:
+    async def estimated_totals(self) -> base.Totals:
         """Rows and bytes from the planner's statistics of each day partition: no scan, so a
         metrics scrape stays cheap at any size. Estimates (as fresh as the last ANALYZE or
         autovacuum), and `bytes` is the partitions' table size rather than message bytes."""
@@ -414,7 +415,7 @@ class PostgresStore:
             "WHERE namespace = %s AND kind = %s AND name = %s",
             (key.namespace, key.kind, key.name),
         )
-        return _workload(rows[0]) if rows else None
+        return contract_rows.workload(rows[0]) if rows else None
 
     async def find_workload(self, namespace: str | None, ident: str) -> base.Workload | None:
         rows = await self._fetch(
@@ -422,7 +423,7 @@ class PostgresStore:
             (ident,),
         )
         if rows:
-            return _workload(rows[0])
+            return contract_rows.workload(rows[0])
         if namespace is None:
             rows = await self._fetch(
                 f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE name = %s AND NOT deleted "
@@ -435,7 +436,7 @@ class PostgresStore:
                 "WHERE name = %s AND namespace = %s AND NOT deleted LIMIT 2",
                 (ident, namespace),
             )
-        return _workload(rows[0]) if len(rows) == 1 else None
+        return contract_rows.workload(rows[0]) if len(rows) == 1 else None
 
     async def list_workloads(self, namespace: str | None = None) -> list[base.Workload]:
         if namespace is None:
@@ -445,7 +446,7 @@ class PostgresStore:
                 f"SELECT {_WORKLOAD_COLUMNS} FROM workloads WHERE namespace = %s {_WORKLOAD_ORDER}",
                 (namespace,),
             )
-        return [_workload(row) for row in rows]
+        return [contract_rows.workload(row) for row in rows]
 
     async def delete_workload(self, key: base.WorkloadKey) -> None:
         await self._run(
@@ -494,7 +495,7 @@ class PostgresStore:
             f"SELECT {_POD_COLUMNS} FROM pods WHERE namespace = %s AND name = %s",
             (namespace, name),
         )
-        return _pod(rows[0]) if rows else None
+        return contract_rows.pod(rows[0]) if rows else None
 
     async def list_pods(self, workload: base.WorkloadKey | None = None) -> list[base.Pod]:
         if workload is None:
@@ -505,7 +506,7 @@ class PostgresStore:
                 f"AND workload_name = %s {_POD_ORDER}",
                 (workload.namespace, workload.kind, workload.name),
             )
-        return [_pod(row) for row in rows]
+        return [contract_rows.pod(row) for row in rows]
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self._run(
@@ -567,28 +568,3 @@ _POD_COLUMNS: Final = "namespace, name, uid, labels, workload_kind, workload_nam
 # Byte order, as SQLite sorts, whatever the database's collation.
 _WORKLOAD_ORDER: Final = 'ORDER BY namespace COLLATE "C", kind COLLATE "C", name COLLATE "C"'
 _POD_ORDER: Final = 'ORDER BY namespace COLLATE "C", name COLLATE "C"'
-
-
-def _workload(row: tuple[Any, ...]) -> base.Workload:
-    namespace, kind, name, uid, spec, generation, created_ns, deleted = row
-    return base.Workload(
-        key=base.WorkloadKey(namespace, kind, name),
-        uid=uid,
-        spec=orjson.loads(spec),
-        generation=generation,
-        created_ns=created_ns,
-        deleted=bool(deleted),
-    )
-
-
-def _pod(row: tuple[Any, ...]) -> base.Pod:
-    namespace, name, uid, labels, kind, workload, phase, obj = row
-    return base.Pod(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        labels=orjson.loads(labels),
-        workload=base.WorkloadKey(namespace, kind, workload) if kind else None,
-        phase=phase,
-        obj=orjson.loads(obj),
-    )

@@ -9,7 +9,6 @@ candidate rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Final
 
 import orjson
@@ -310,41 +309,3 @@ def drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
         terms.append("container = ANY(%s)")
         params.append(list(query.containers))
     return terms, params
-
-
-def stats(groups: Iterable[tuple[Any, ...]], dropped: int) -> base.Stats:
-    by: dict[str, dict[str, int]] = {
-        name: {} for name in ("level", "container", "execution", "namespace", "workload", "pod")
-    }
-    total = truncated = split = size = 0
-    last: int | None = None
-    for level, container, execution, namespace, kind, workload, pod, n, t, s, b, ts in groups:
-        total += n
-        truncated += t
-        split += s
-        size += int(b)
-        last = ts if last is None else max(last, ts)
-        for name, key in (
-            ("level", level),
-            ("container", container),
-            ("execution", execution),
-            ("namespace", namespace),
-            ("workload", f"{kind}/{workload}" if kind else ""),
-            ("pod", pod),
-        ):
-            if key:
-                by[name][key] = by[name].get(key, 0) + n
-    return base.Stats(
-        total=total,
-        by_level=by["level"],
-        by_container=by["container"],
-        by_execution=by["execution"],
-        by_namespace=by["namespace"],
-        by_workload=by["workload"],
-        truncated_lines=truncated,
-        split_lines=split,
-        dropped_lines=dropped,
-        last_ts_ns=last,
-        bytes=size,
-        by_pod=by["pod"],
-    )

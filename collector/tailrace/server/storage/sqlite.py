@@ -29,6 +29,7 @@ import orjson
 from tailrace import conventions, records
 from tailrace.server.storage import (
     base,
+    contract_rows,
     retention_policy,
     sqlite_attribution,
     sqlite_deletion,
@@ -54,6 +55,10 @@ _INSERT = (
 )
 _LEVEL_RANK = conventions.LEVEL_RANK
 _LEVELS = conventions.LEVELS
+
+
+def _level_name(code: int) -> str:
+    return _LEVELS[code]
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -472,7 +477,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> base.Stats:
             groups = conn.execute(sql, w.params).fetchall()
             (dropped,) = conn.execute(drops_sql, d.params).fetchone()
-            return sqlite_rows.stats(groups, int(dropped))
+            return contract_rows.stats(groups, int(dropped), _level_name)
 
         return await self._read(work)
 
@@ -537,7 +542,7 @@ class SQLiteStore:
                 (key.namespace, key.kind, key.name),
             ).fetchone()
         )
-        return sqlite_rows.workload(row) if row else None
+        return contract_rows.workload(row) if row else None
 
     async def find_workload(self, namespace: str | None, ident: str) -> base.Workload | None:
         def work(conn: sqlite3.Connection) -> base.Workload | None:
@@ -545,7 +550,7 @@ class SQLiteStore:
                 "SELECT * FROM workloads WHERE uid = ? AND NOT deleted LIMIT 1", (ident,)
             ).fetchone()
             if row:
-                return sqlite_rows.workload(row)
+                return contract_rows.workload(row)
             if namespace is None:
                 rows = conn.execute(
                     "SELECT * FROM workloads WHERE name = ? AND NOT deleted LIMIT 2", (ident,)
@@ -556,7 +561,7 @@ class SQLiteStore:
                     "LIMIT 2",
                     (ident, namespace),
                 ).fetchall()
-            return sqlite_rows.workload(rows[0]) if len(rows) == 1 else None
+            return contract_rows.workload(rows[0]) if len(rows) == 1 else None
 
         return await self._read(work)
 
@@ -566,7 +571,7 @@ class SQLiteStore:
             w.add("namespace = ?", namespace)
         sql = f"SELECT * FROM workloads WHERE {w.sql} ORDER BY namespace, kind, name"
         rows = await self._read(lambda conn: conn.execute(sql, w.params).fetchall())
-        return [sqlite_rows.workload(row) for row in rows]
+        return [contract_rows.workload(row) for row in rows]
 
     async def delete_workload(self, key: base.WorkloadKey) -> None:
         await self._write(
@@ -648,7 +653,7 @@ class SQLiteStore:
                 "SELECT * FROM pods WHERE namespace = ? AND name = ?", (namespace, name)
             ).fetchone()
         )
-        return sqlite_rows.pod(row) if row else None
+        return contract_rows.pod(row) if row else None
 
     async def list_pods(self, workload: base.WorkloadKey | None = None) -> list[base.Pod]:
         w = sqlite_query.Where()
@@ -656,7 +661,7 @@ class SQLiteStore:
             w.add("namespace = ? AND kind = ? AND workload = ?", *_key_tuple(workload))
         sql = f"SELECT * FROM pods WHERE {w.sql} ORDER BY namespace, name"
         rows = await self._read(lambda conn: conn.execute(sql, w.params).fetchall())
-        return [sqlite_rows.pod(row) for row in rows]
+        return [contract_rows.pod(row) for row in rows]
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self._write(
