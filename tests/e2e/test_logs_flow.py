@@ -171,3 +171,37 @@ def test_agent_killed_mid_stream_loses_and_duplicates_nothing(
         processes.wait_until(lambda: len(_messages(server, pod.pod)) >= written, timeout_s=60)
         time.sleep(1.0)  # anything duplicated late would show up now
         assert _messages(server, pod.pod) == [f"n={i:06d}" for i in range(written)]
+
+
+def _duplicates(server: processes.ServerProcess) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith("tailrace_server_ingest_records_total{") and (
+            'outcome="duplicate"' in line and 'protocol="tailrace"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_agent_with_a_new_state_folder_resumes_where_the_server_is(
+    server: processes.ServerProcess, tmp_path: Path
+) -> None:
+    pods_dir = tmp_path / "pods"
+    pod = _pod(pods_dir)
+    for i in range(100):
+        pod.write("app", f"first {i}")
+    first = processes.agent_process(tmp_path, pods_dir, server.grpc_addr).start()
+    with processes.running(first):
+        processes.wait_until(lambda: len(_messages(server, pod.pod)) == 100)
+    for i in range(50):
+        pod.write("app", f"second {i}")
+    # A node agent's state may live in an emptyDir: a new, empty state folder.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    second = processes.agent_process(fresh, pods_dir, server.grpc_addr).start()
+    with processes.running(second):
+        processes.wait_until(lambda: len(_messages(server, pod.pod)) == 150)
+        expected = [f"first {i}" for i in range(100)] + [f"second {i}" for i in range(50)]
+        assert _messages(server, pod.pod) == expected
+        # It asked the server where to resume instead of sending the file again.
+        assert _duplicates(server) == 0

@@ -23,6 +23,8 @@ from tailrace.wire.v1 import ingest_pb2
 log = logging.getLogger("tailrace.agent.forwarder")
 
 TOKEN_REFRESH_S = 60.0
+OFFSETS_TIMEOUT_S = 2.0
+OFFSETS_QUIET_S = 30.0
 _PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
@@ -100,6 +102,12 @@ class Forwarder:
             request_serializer=None,
             response_deserializer=ingest_pb2.PushResponse.FromString,
         )
+        self._offsets = self.channel.unary_unary(
+            "/tailrace.v1.Ingest/Offsets",
+            request_serializer=ingest_pb2.OffsetsRequest.SerializeToString,
+            response_deserializer=ingest_pb2.OffsetsResponse.FromString,
+        )
+        self._offsets_quiet_until = 0.0
         self.backoff = Backoff()
         self.stopping = threading.Event()  # stop once the buffer is empty (drain)
         self.abort = threading.Event()  # stop now
@@ -145,6 +153,32 @@ class Forwarder:
         self.last_success = time.monotonic()
         self.backoff.reset()
         return True
+
+    def durable_offset(self, key: str) -> int:
+        """What the server already holds of a source this agent has no checkpoint for.
+
+        An agent whose state folder is new (an emptyDir, a lost disk) resumes there instead of
+        re-sending whole files; the server would drop the duplicates anyway, so any failure just
+        answers 0. After a failure the server is not asked again for a while, so discovering
+        many files while it is down stays quick.
+        """
+        now = time.monotonic()
+        if now < self._offsets_quiet_until:
+            return 0
+        try:
+            response = self._offsets(
+                ingest_pb2.OffsetsRequest(keys=[key]),
+                timeout=OFFSETS_TIMEOUT_S,
+                metadata=self.metadata(),
+            )
+        except grpc.RpcError as err:
+            self._offsets_quiet_until = now + OFFSETS_QUIET_S
+            log.info(
+                "cannot ask the server where to resume; reading from the start",
+                extra={"key": key, "error": str(err.code() if isinstance(err, grpc.Call) else err)},
+            )
+            return 0
+        return max((ack.durable_offset for ack in response.acks if ack.key == key), default=0)
 
     def metadata(self, force: bool = False) -> tuple[tuple[str, str], ...]:
         now = time.monotonic()

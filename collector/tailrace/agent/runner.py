@@ -76,6 +76,7 @@ class Agent:
             self.metrics,
             only_pod_uid=settings.only_pod_uid,
             batch_max_wait_s=settings.batch_max_wait_s,
+            resume_from=self.forwarder.durable_offset,
         )
         self.registry.register(metrics.TailerCollector(self._snapshot))
         self.heartbeat = clock()

@@ -55,6 +55,7 @@ class Tailer:
         only_pod_uid: str = "",
         batch_max_wait_s: float = 0.2,
         retire_after_s: float = 1.0,
+        resume_from: Callable[[str], int] = lambda key: 0,
     ) -> None:
         self.pods_dir = pods_dir
         self.config = config
@@ -64,6 +65,8 @@ class Tailer:
         self.only_pod_uid = only_pod_uid
         self.batch_max_wait_s = batch_max_wait_s
         self.retire_after_s = retire_after_s
+        # Where to start a file no checkpoint knows: the server's durable offset for its key.
+        self.resume_from = resume_from
         self.files: dict[str, _File] = {}
         self.by_inode: dict[Identity, _File] = {}
         # Files read to their end, with their size then: a different size means a reused inode.
@@ -174,6 +177,10 @@ class Tailer:
                 return
             else:
                 generation, offset, acked = entry.generation, entry.resume, entry.acked
+        else:
+            held = self.resume_from(f"{self.config.node}/{ident[0]}:{ident[1]}:{generation}")
+            if 0 < held <= opened.st_size:
+                offset = acked = held
         self._start(
             lf,
             ident,
