@@ -205,3 +205,27 @@ def test_agent_with_a_new_state_folder_resumes_where_the_server_is(
         assert _messages(server, pod.pod) == expected
         # It asked the server where to resume instead of sending the file again.
         assert _duplicates(server) == 0
+
+
+def test_file_truncated_while_no_agent_ran_is_read_again_under_a_new_generation(
+    server: processes.ServerProcess, tmp_path: Path
+) -> None:
+    pods_dir = tmp_path / "pods"
+    pod = _pod(pods_dir)
+    for i in range(40):
+        pod.write("app", f"before {i}")
+    first = processes.agent_process(tmp_path, pods_dir, server.grpc_addr).start()
+    with processes.running(first):
+        processes.wait_until(lambda: len(_messages(server, pod.pod)) == 40)
+    # Truncated in place (no copy left beside it), then written again.
+    with pod.path("app").open("r+b") as f:
+        f.truncate(0)
+    for i in range(5):
+        pod.write("app", f"after {i}")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    second = processes.agent_process(fresh, pods_dir, server.grpc_addr).start()
+    with processes.running(second):
+        processes.wait_until(lambda: len(_messages(server, pod.pod)) >= 45)
+        expected = [f"before {i}" for i in range(40)] + [f"after {i}" for i in range(5)]
+        assert _messages(server, pod.pod) == expected

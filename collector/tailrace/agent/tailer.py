@@ -179,8 +179,13 @@ class Tailer:
                 generation, offset, acked = entry.generation, entry.resume, entry.acked
         else:
             held = self.resume_from(f"{self.config.node}/{ident[0]}:{ident[1]}:{generation}")
-            if 0 < held <= opened.st_size:
-                offset = acked = held
+            # The server holds more of this key than the file now has: it was truncated in place
+            # while no agent ran. Step to the next generation, which starts over under a new key,
+            # so the new lines are not mistaken for ones already stored.
+            while held > opened.st_size:
+                generation += 1
+                held = self.resume_from(f"{self.config.node}/{ident[0]}:{ident[1]}:{generation}")
+            offset = acked = held
         self._start(
             lf,
             ident,
