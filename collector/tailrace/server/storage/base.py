@@ -167,6 +167,22 @@ class IngestBatch:
     kind: str = ""
     workload: str = ""
 
+    def attribution_probe(self) -> NewRecord:
+        """An empty record of the batch's pod: attributed like a record, it tells which
+        workload the batch's dropped lines count against."""
+        return NewRecord(
+            ts_ns=0,
+            namespace=self.namespace,
+            pod=self.pod,
+            container=self.container,
+            stream="stdout",
+            level="INFO",
+            message="",
+            kind=self.kind,
+            workload=self.workload,
+            pod_uid=self.pod_uid,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:

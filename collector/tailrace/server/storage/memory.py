@@ -104,18 +104,7 @@ class MemoryStore:
                     continue
                 stored.append(self._store(record, now))
             if batch.dropped_lines and new_mark > mark:
-                probe = base.NewRecord(
-                    ts_ns=0,
-                    namespace=batch.namespace,
-                    pod=batch.pod,
-                    container=batch.container,
-                    stream="stdout",
-                    level="INFO",
-                    message="",
-                    kind=batch.kind,
-                    workload=batch.workload,
-                    pod_uid=batch.pod_uid,
-                )
+                probe = batch.attribution_probe()
                 self._attribute(probe)
                 self._drops.append(
                     _Drops(

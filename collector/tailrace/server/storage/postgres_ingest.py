@@ -186,18 +186,7 @@ class _Attribution:
 
 
 async def _drop_row(attribution: _Attribution, batch: base.IngestBatch) -> tuple[Any, ...]:
-    probe = base.NewRecord(
-        ts_ns=0,
-        namespace=batch.namespace,
-        pod=batch.pod,
-        container=batch.container,
-        stream="stdout",
-        level="INFO",
-        message="",
-        kind=batch.kind,
-        workload=batch.workload,
-        pod_uid=batch.pod_uid,
-    )
+    probe = batch.attribution_probe()
     await attribution.resolve(probe)
     return (
         probe.namespace,

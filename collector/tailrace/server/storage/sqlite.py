@@ -360,18 +360,7 @@ class SQLiteStore:
                 continue
             new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
             if batch.dropped_lines and new_mark > mark:
-                probe = base.NewRecord(
-                    ts_ns=0,
-                    namespace=batch.namespace,
-                    pod=batch.pod,
-                    container=batch.container,
-                    stream="stdout",
-                    level="INFO",
-                    message="",
-                    kind=batch.kind,
-                    workload=batch.workload,
-                    pod_uid=batch.pod_uid,
-                )
+                probe = batch.attribution_probe()
                 attribution.resolve(probe)
                 drops.append(
                     (
