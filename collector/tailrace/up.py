@@ -97,7 +97,7 @@ def _banner(base_url: str, pods: list[DemoPod], data_dir: Path) -> str:
             "Tailrace is up: server, agent and a demo Function and Pipeline writing logs.",
             f"  data            {data_dir}",
             f"  open            {fn_logs}",
-            f"  viewer          {base_url}/ui",
+            f"  viewer          {base_url}/ui/",
             f"  metrics         {base_url}/metrics",
             "  try",
             f"    curl '{fn_logs}'",
