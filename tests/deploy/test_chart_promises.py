@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "tailrace"
 
 
-
 def test_every_container_runs_as_non_root_with_a_read_only_root_filesystem(
     rendered: Callable[[str], Any], combination: str
 ) -> None:
