@@ -221,39 +221,4 @@ def next_cursor(
 
 def matches(query: base.Query, record: base.StoredRecord) -> bool:
     """Whether a live record passes a query's filters (paging fields are ignored)."""
-    if query.namespace is not None and record.namespace != query.namespace:
-        return False
-    if query.kind is not None and record.kind != query.kind:
-        return False
-    if query.workload is not None and record.workload != query.workload:
-        return False
-    if query.pod is not None and record.pod != query.pod:
-        return False
-    if query.containers and record.container not in query.containers:
-        return False
-    if query.streams and record.stream not in query.streams:
-        return False
-    if query.levels and record.level not in query.levels:
-        return False
-    if query.min_level is not None and conventions.LEVEL_RANK.get(
-        record.level, 0
-    ) < conventions.LEVEL_RANK.get(query.min_level, 0):
-        return False
-    if query.execution_id is not None and record.execution_id != query.execution_id:
-        return False
-    if query.restart is not None and record.restart != query.restart:
-        return False
-    if query.sources and record.source not in query.sources:
-        return False
-    if query.since_ns is not None and record.ts_ns < query.since_ns:
-        return False
-    if query.until_ns is not None and record.ts_ns >= query.until_ns:
-        return False
-    if query.text:
-        # The store's semantics: the query's words appear consecutively, whole and case-folded.
-        tokens = base.text_tokens(query.text)
-        words = base.text_tokens(record.message)
-        width = len(tokens)
-        if not any(words[i : i + width] == tokens for i in range(len(words) - width + 1)):
-            return False
-    return True
+    return base.record_filter(query)(record)

@@ -8,7 +8,7 @@ are sibling modules; `tailrace.server.storage.open_store(url)` picks one by URL 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -396,3 +396,47 @@ async def totals(store: Store) -> Totals:
         return await store.totals()
     everything = await store.stats(Query())
     return Totals(everything.total, everything.bytes)
+
+
+def record_filter(query: Query) -> Callable[[NewRecord], bool]:
+    """The filters of `query` as a predicate on one record, paging fields aside: what each
+    field means, for the memory store and for records a live tail sees before any store does."""
+    levels = frozenset(query.levels)
+    min_rank = level_rank(query.min_level) if query.min_level is not None else None
+    tokens = text_tokens(query.text) if query.text else None
+
+    def matches(r: NewRecord) -> bool:
+        if query.namespace is not None and r.namespace != query.namespace:
+            return False
+        if query.kind is not None and r.kind != query.kind:
+            return False
+        if query.workload is not None and r.workload != query.workload:
+            return False
+        if query.pod is not None and r.pod != query.pod:
+            return False
+        if query.containers and r.container not in query.containers:
+            return False
+        if query.streams and r.stream not in query.streams:
+            return False
+        if levels and r.level not in levels:
+            return False
+        if min_rank is not None and conventions.LEVEL_RANK.get(r.level, 0) < min_rank:
+            return False
+        if query.execution_id is not None and r.execution_id != query.execution_id:
+            return False
+        if query.restart is not None and r.restart != query.restart:
+            return False
+        if query.sources and r.source not in query.sources:
+            return False
+        if query.since_ns is not None and r.ts_ns < query.since_ns:
+            return False
+        if query.until_ns is not None and r.ts_ns >= query.until_ns:
+            return False
+        if tokens:
+            # The query's words appear consecutively, whole and case-folded.
+            words = text_tokens(r.message)
+            width = len(tokens)
+            return any(words[i : i + width] == tokens for i in range(len(words) - width + 1))
+        return True
+
+    return matches

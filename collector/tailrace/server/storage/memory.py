@@ -370,47 +370,11 @@ def _drops_match(drops: _Drops, query: base.Query) -> bool:
     )
 
 
-def _contains_phrase(message: str, tokens: list[str]) -> bool:
-    if not tokens:
-        return True
-    words = base.text_tokens(message)
-    width = len(tokens)
-    return any(words[i : i + width] == tokens for i in range(len(words) - width + 1))
-
-
 def _predicate(query: base.Query, *, paging: bool) -> Callable[[base.StoredRecord], bool]:
-    levels = set(query.levels)
-    min_rank = base.level_rank(query.min_level) if query.min_level is not None else None
-    tokens = base.text_tokens(query.text) if query.text is not None else None
+    filters = base.record_filter(query)
 
     def matches(r: base.StoredRecord) -> bool:
-        if query.namespace is not None and r.namespace != query.namespace:
-            return False
-        if query.kind is not None and r.kind != query.kind:
-            return False
-        if query.workload is not None and r.workload != query.workload:
-            return False
-        if query.pod is not None and r.pod != query.pod:
-            return False
-        if query.containers and r.container not in query.containers:
-            return False
-        if query.streams and r.stream not in query.streams:
-            return False
-        if levels and r.level not in levels:
-            return False
-        if min_rank is not None and conventions.LEVEL_RANK.get(r.level, 0) < min_rank:
-            return False
-        if query.execution_id is not None and r.execution_id != query.execution_id:
-            return False
-        if query.restart is not None and r.restart != query.restart:
-            return False
-        if query.sources and r.source not in query.sources:
-            return False
-        if query.since_ns is not None and r.ts_ns < query.since_ns:
-            return False
-        if query.until_ns is not None and r.ts_ns >= query.until_ns:
-            return False
-        if tokens is not None and not _contains_phrase(r.message, tokens):
+        if not filters(r):
             return False
         if paging and query.after_id is not None:
             return r.id > query.after_id
