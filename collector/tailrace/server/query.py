@@ -217,8 +217,3 @@ def next_cursor(
     last = records[-1]
     position = cursors.Position(last.ts_ns, last.id, request.query.order)
     return signer.encode(position, request.filters, request.fingerprint_extra)
-
-
-def matches(query: base.Query, record: base.StoredRecord) -> bool:
-    """Whether a live record passes a query's filters (paging fields are ignored)."""
-    return base.record_filter(query)(record)

@@ -24,7 +24,6 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tailrace.server import query as query_model
 from tailrace.server.storage import base
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,8 @@ class Subscription:
 
     def __init__(self, filters: base.Query, max_records: int, start_id: int) -> None:
         self.filters = filters
+        # Built once: every published record is checked against every subscription.
+        self.accepts = base.record_filter(filters)
         self.max_records = max_records
         # Records with an id at or below this were published before the subscription existed.
         self.start_id = start_id
@@ -252,7 +253,7 @@ class Hub:
                 if not subs:
                     continue
                 for sub in list(subs):
-                    if query_model.matches(sub.filters, record) and not sub.offer(record):
+                    if sub.accepts(record) and not sub.offer(record):
                         self.slow_consumers_cut += sub.close_reason == SLOW_CONSUMER
                         self._discard(sub)
         for listener in self._listeners:
@@ -302,7 +303,8 @@ class Hub:
         buffered = ring.after(after_id)
         if buffered is None:
             return None
-        return [r for r in buffered if query_model.matches(filters, r)]
+        accepts = base.record_filter(filters)
+        return [r for r in buffered if accepts(r)]
 
     def end_workload(self, key: base.WorkloadKey, reason: CloseReason = WORKLOAD_DELETED) -> int:
         """Close every subscription scoped to the workload; returns how many."""

@@ -358,8 +358,9 @@ async def _tail(
                 yield formats.sse_event(orjson.dumps({**reset, "ringSeq": sent}), event="reset")
             else:
                 chunk = bytearray()
+                accepts = base.record_filter(selection.filters)
                 for seq, record in replay:
-                    matching = query_model.matches(selection.filters, record)
+                    matching = accepts(record)
                     if seq <= sent and matching and selection.keeps(record):
                         chunk += _frame(seq, entry(record))
                 if chunk:
