@@ -313,13 +313,17 @@ class Authorizer:
         self.on_failure(error.error_code)
         return error
 
+    def _required_token(self, authorization: str | None) -> str:
+        token = bearer_token(authorization)
+        if token is None:
+            raise self._fail(errors.unauthenticated("a bearer token is required"))
+        return token
+
     async def authorize(self, authorization: str | None, namespace: str | None) -> Principal:
         """The caller, if they may read logs in `namespace` (None: across namespaces)."""
         if not self.enabled:
             return ANONYMOUS
-        token = bearer_token(authorization)
-        if token is None:
-            raise self._fail(errors.unauthenticated("a bearer token is required"))
+        token = self._required_token(authorization)
         if self.readers is not None:
             principal = self.readers.lookup(token)
             if principal is not None:
@@ -329,20 +333,9 @@ class Authorizer:
                     )
                 # With namespace None, the caller narrows to principal.namespaces itself.
                 return principal
-        if self.kubernetes is not None:
-            user = await self.kubernetes.user(token)
-            if user is not None:
-                # An empty namespace asks the cluster-wide question.
-                if await self.kubernetes.may_read(user, namespace or ""):
-                    return Principal(user.username, None, token_key(token))
-                raise self._fail(
-                    errors.forbidden(
-                        f"{user.username} may not get pods/log in "
-                        + (f"namespace {namespace!r}" if namespace else "all namespaces"),
-                        namespace,
-                    )
-                )
-        raise self._fail(errors.unauthenticated("the bearer token is not valid"))
+        where = f"namespace {namespace!r}" if namespace else "all namespaces"
+        # An empty namespace asks the cluster-wide question.
+        return await self._kubernetes_principal(token, namespace or "", "get", where)
 
     async def authorize_delete(self, authorization: str | None, namespace: str) -> Principal:
         """The caller, if they may delete stored logs in `namespace`.
@@ -353,9 +346,7 @@ class Authorizer:
         """
         if not self.enabled:
             return ANONYMOUS
-        token = bearer_token(authorization)
-        if token is None:
-            raise self._fail(errors.unauthenticated("a bearer token is required"))
+        token = self._required_token(authorization)
         if self.readers is not None:
             principal = self.readers.lookup(token)
             if principal is not None:
@@ -366,15 +357,24 @@ class Authorizer:
                         f"token may not delete logs in namespace {namespace!r}", namespace
                     )
                 )
+        return await self._kubernetes_principal(
+            token, namespace, "delete", f"namespace {namespace!r}"
+        )
+
+    async def _kubernetes_principal(
+        self, token: str, namespace: str, verb: str, where: str
+    ) -> Principal:
+        """The cluster's answer for a token no static table knows: may it `verb` pods/log?"""
         if self.kubernetes is not None:
             user = await self.kubernetes.user(token)
             if user is not None:
-                if await self.kubernetes.may_read(user, namespace, "delete"):
-                    return Principal(user.username, None, token_key(token), may_delete=True)
+                if await self.kubernetes.may_read(user, namespace, verb):
+                    return Principal(
+                        user.username, None, token_key(token), may_delete=verb == "delete"
+                    )
                 raise self._fail(
                     errors.forbidden(
-                        f"{user.username} may not delete pods/log in namespace {namespace!r}",
-                        namespace,
+                        f"{user.username} may not {verb} pods/log in {where}", namespace or None
                     )
                 )
         raise self._fail(errors.unauthenticated("the bearer token is not valid"))
@@ -417,9 +417,7 @@ class Authorizer:
                     )
                 return principal
             return ANONYMOUS
-        token = bearer_token(authorization)
-        if token is None:
-            raise self._fail(errors.unauthenticated("a bearer token is required"))
+        token = self._required_token(authorization)
         if await self.authorize_ingest_async(token):
             return Principal("ingest", None, token_key(token))
         raise errors.forbidden("token may not use the control API", None)
