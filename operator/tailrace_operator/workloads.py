@@ -108,8 +108,7 @@ async def _reconcile(
 
     ref = resources.workload_ref(kind, body)
     try:
-        await ctx.control.put_workload(kind, namespace, name, _for_server(body))
-        selected = await pods.put_selected_pods(ctx, ref, indices)
+        selected = await _register(ctx, body, ref, indices)
     except control.ServerUnreachable as err:
         _mark_unreachable(patch, existing, generation, now, err)
         ctx.metrics.reconciles.labels(kind=kind, outcome="unreachable").inc()
@@ -179,15 +178,13 @@ async def _refresh(
     try:
         if was_unreachable:
             # The server may have lost what it was told while it was away: tell it again.
-            await ctx.control.put_workload(kind, namespace, name, _for_server(body))
-            await pods.put_selected_pods(ctx, ref, indices)
+            await _register(ctx, body, ref, indices)
         try:
             stats = await ctx.control.workload_stats(kind, namespace, name)
         except control.ServerRejected as err:
             if err.status_code != 404:
                 raise
-            await ctx.control.put_workload(kind, namespace, name, _for_server(body))
-            await pods.put_selected_pods(ctx, ref, indices)
+            await _register(ctx, body, ref, indices)
             stats = await ctx.control.workload_stats(kind, namespace, name)
     except control.ServerUnreachable as err:
         _mark_unreachable(patch, existing, generation, now, err)
@@ -268,6 +265,17 @@ def _injection_condition(
     return status.Condition(
         status.COLLECTOR_INJECTED, True, "Sidecar", "new pods get the collector sidecar"
     )
+
+
+async def _register(
+    ctx: context.OperatorContext,
+    body: kopf.Body,
+    ref: resources.WorkloadRef,
+    indices: Mapping[str, Any],
+) -> int:
+    """Tell the server the workload and the pods it selects; returns how many pods."""
+    await ctx.control.put_workload(ref.kind, ref.namespace, ref.name, _for_server(body))
+    return await pods.put_selected_pods(ctx, ref, indices)
 
 
 def _for_server(body: kopf.Body) -> dict[str, Any]:
