@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 from tailrace import records
 from tailrace.bench import server_postgres
 from tailrace.server import ingest, storage
-from tailrace.server.storage import base, postgres, sqlite
+from tailrace.server.storage import base, postgres, sqlite, sqlite_schema
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -79,7 +79,9 @@ def free_port() -> int:
 # -- 1. ingest --------------------------------------------------------------------------------
 
 
-def _build_requests(total: int, sources: int) -> list[bytes]:
+def _build_requests(total: int, sources: int, run: str) -> list[bytes]:
+    """Requests of `total` records over `sources` files; `run` makes the source keys this run's
+    own, so a second run against the same persistent store is not deduplicated away."""
     rng = random.Random(1)
     requests: list[bytes] = []
     offsets = [0] * sources
@@ -88,7 +90,7 @@ def _build_requests(total: int, sources: int) -> list[bytes]:
         s = len(requests) % sources
         namespace = NAMESPACES[s % len(NAMESPACES)]
         source = records.SourceInfo(
-            key=f"bench-node/{s}:1:0",
+            key=f"bench-node/{run}/{s}:1:0",
             namespace=namespace,
             pod=f"ingest-{s}",
             pod_uid=f"uid-{s}",
@@ -107,7 +109,7 @@ def _build_requests(total: int, sources: int) -> list[bytes]:
 
 def _ingest_client(target: str, total: int, concurrency: int, pipe: Connection) -> None:
     """Runs in a child process: build the requests, wait for the go, push them all."""
-    requests = _build_requests(total, sources=concurrency * 2)
+    requests = _build_requests(total, sources=concurrency * 2, run=f"{time.time_ns():x}")
     payload = sum(len(r) for r in requests)
     pipe.send(("ready", payload))
     pipe.recv()
@@ -284,6 +286,9 @@ def fill_sqlite_by_sql(path: str, target: int, progress: Callable[[str], None]) 
             "AND workload = ?))",
             (k, namespace, workload, pod, namespace, pod, namespace, workload),
         )
+    conn.execute(
+        "INSERT OR IGNORE INTO workload_pods SELECT workload_ref, pod_ref FROM bench_scopes"
+    )
     (first,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM records").fetchone()
     (have,) = conn.execute("SELECT count(*) FROM records").fetchone()
     started = time.perf_counter()
@@ -293,8 +298,8 @@ def fill_sqlite_by_sql(path: str, target: int, progress: Callable[[str], None]) 
         conn.execute("BEGIN")
         conn.execute(_FILL_SQL, (next_id, next_id + n - 1, T0))
         conn.execute(
-            "INSERT INTO records_fts (rowid, message) SELECT id, message FROM records "
-            "WHERE id BETWEEN ? AND ?",
+            f"INSERT INTO records_fts (rowid, message) SELECT id, {sqlite_schema.FTS_TEXT} "
+            "FROM records WHERE id BETWEEN ? AND ?",
             (next_id, next_id + n - 1),
         )
         conn.execute("COMMIT")

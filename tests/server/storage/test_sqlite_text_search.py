@@ -67,6 +67,12 @@ QUERIES = [
     base.Query(text="gamma zebra", limit=10),
     base.Query(text="zebra", tail=5, after=(samples.T0 + 50, 0)),
     base.Query(text="alpha", after_id=2900),
+    base.Query(text="zebra", namespace="ns", pod="pod-1", order="desc", limit=7),
+    base.Query(text="refused connection", namespace="ns", kind="Function", workload="w1", tail=9),
+    base.Query(text="zebra", namespace="ns", pod="pod-2", after=(samples.T0 + 300, 0), limit=4),
+    base.Query(text="zebra", namespace="ns", kind="Function", workload="nowhere"),
+    base.Query(text="zebra", namespace="ns", pod="nowhere"),
+    base.Query(text="alpha", namespace="other", pod="pod-1"),
 ]
 
 

@@ -316,6 +316,7 @@ class SQLiteStore:
                     workload_ref = refs.workload(
                         conn, record.namespace, record.kind, record.workload
                     )
+                    refs.pair(conn, workload_ref, pod_ref)
                 else:
                     record.kind, record.workload, record.workload_uid = resolved
                 level = _LEVEL_RANK.get(record.level, 2)
@@ -379,7 +380,7 @@ class SQLiteStore:
             conn.executemany(_INSERT, rows)
             conn.execute(
                 "INSERT INTO records_fts (rowid, message) "
-                "SELECT id, message FROM records WHERE id >= ? AND id < ?",
+                f"SELECT id, {sqlite_schema.FTS_TEXT} FROM records WHERE id >= ? AND id < ?",
                 (first_id, next_id),
             )
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
@@ -620,6 +621,11 @@ class SQLiteStore:
         extra = [pod_uid] if pod_uid else []
         try:
             ref = self._refs.workload(conn, namespace, workload.kind, workload.name)
+            conn.execute(
+                "INSERT OR IGNORE INTO workload_pods "
+                "SELECT ?, id FROM pod_refs WHERE namespace = ? AND pod = ?",
+                (ref, namespace, pod),
+            )
             cursor = conn.execute(
                 "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
                 "WHERE pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?) "

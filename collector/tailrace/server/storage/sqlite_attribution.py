@@ -19,11 +19,20 @@ class Refs:
     def __init__(self) -> None:
         self._pods: dict[tuple[str, str], int] = {}
         self._workloads: dict[tuple[str, str, str], int] = {}
+        self._pairs: set[tuple[int, int]] = set()
 
     def forget(self) -> None:
         # After a rollback a cached ref may name a row that was never committed.
         self._pods.clear()
         self._workloads.clear()
+        self._pairs.clear()
+
+    def pair(self, conn: sqlite3.Connection, workload_ref: int, pod_ref: int) -> None:
+        """Note in `workload_pods` that the pod holds records of the workload."""
+        key = (workload_ref, pod_ref)
+        if key not in self._pairs:
+            conn.execute("INSERT OR IGNORE INTO workload_pods VALUES (?, ?)", key)
+            self._pairs.add(key)
 
     def pod(self, conn: sqlite3.Connection, namespace: str, pod: str) -> int:
         key = (namespace, pod)

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from tailrace.server.storage import retention_policy
+from tailrace.server.storage import retention_policy, sqlite_schema
 
 _WORKLOAD_REF = "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?"
 WORKLOAD_SCOPE = f"workload_ref = ({_WORKLOAD_REF})"
@@ -29,10 +29,11 @@ def delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM doomed")
         conn.executemany("INSERT INTO doomed VALUES (?)", ids)
-        # External-content FTS5 needs the old text to remove an entry.
+        # External-content FTS5 needs the indexed text to remove an entry.
         conn.execute(
             "INSERT INTO records_fts (records_fts, rowid, message) "
-            "SELECT 'delete', id, message FROM records WHERE id IN (SELECT id FROM doomed)"
+            f"SELECT 'delete', id, {sqlite_schema.FTS_TEXT} FROM records "
+            "WHERE id IN (SELECT id FROM doomed)"
         )
         (size,) = conn.execute(
             "SELECT coalesce(sum(size), 0) FROM records WHERE id IN (SELECT id FROM doomed)"

@@ -5,6 +5,12 @@ probing it for single rowids is slow. So a rare word is searched from the FTS in
 its matches, then SQLite orders them), and a common one from the scope's (ts_ns, id) index outward
 in chunks, reading each chunk's messages while matches are dense and asking FTS5 about the chunk's
 id range once they thin out. Either way the work stays near `limit` rows, not near the table size.
+
+A query scoped to a pod or a workload first narrows the word to that scope inside FTS5: every row's
+FTS5 text carries a token naming its pod (`sqlite_schema.FTS_TEXT`), and `workload_pods` names the
+pods a workload's rows can come from. Whether the word is rare is then judged within the scope, so
+a word in 1 % of all rows but a few thousand of the workload's is fetched from its FTS5 matches
+rather than found by walking the workload.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import sqlite3
 from dataclasses import replace
 from typing import Any
 
-from tailrace.server.storage import base, sqlite_query, sqlite_rows
+import orjson
+
+from tailrace.server.storage import base, sqlite_query, sqlite_rows, sqlite_schema
 
 FTS_DRIVEN_MAX = 5_000
 _CHUNK_MAX = 16_384
@@ -21,6 +29,8 @@ _CHUNK_MAX = 16_384
 _DENSE_FRACTION = 8
 # How many of the newest ids a common word's density is measured over.
 _DENSITY_WINDOW = 20_000
+# A workload with more pods than this is searched without naming its pods to FTS5.
+_SCOPE_PODS_MAX = 64
 
 
 def text_query(
@@ -30,6 +40,21 @@ def text_query(
     if sqlite_query.namespace_unknown(conn, query):
         return []
     terms = sqlite_query.fts_terms(query.text)
+    scope = _scope_terms(conn, query)
+    if scope == "":
+        return []
+    if scope is not None:
+        scoped = f"{terms} AND {scope}"
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?",
+                (scoped, fts_driven_max),
+            )
+        ]
+        if len(ids) < fts_driven_max:
+            return _candidates(conn, query, ids)
+        return _text_query_by_chunks(conn, query, scoped, _density(conn, terms))
     (matches,) = conn.execute(
         "SELECT count(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
         (terms, fts_driven_max),
@@ -41,6 +66,58 @@ def text_query(
             found.reverse()
         return found
     return _text_query_by_chunks(conn, query, terms, _density(conn, terms))
+
+
+def _scope_terms(conn: sqlite3.Connection, query: base.Query) -> str | None:
+    """An FTS5 expression for the pods the query's rows can come from: None when the query names
+    no pod or workload (or one with too many pods), "" when no row can match."""
+    if query.namespace is None:
+        return None
+    if query.pod is not None:
+        row = conn.execute(
+            "SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?", (query.namespace, query.pod)
+        ).fetchone()
+        return sqlite_schema.scope_token(row[0]) if row else ""
+    if query.kind is None or query.workload is None:
+        return None
+    pods = conn.execute(
+        "SELECT pod_ref FROM workload_pods WHERE workload_ref = (SELECT id FROM workload_refs "
+        "WHERE namespace = ? AND kind = ? AND workload = ?) LIMIT ?",
+        (query.namespace, query.kind, query.workload, _SCOPE_PODS_MAX + 1),
+    ).fetchall()
+    if len(pods) > _SCOPE_PODS_MAX:
+        return None
+    tokens = [sqlite_schema.scope_token(pod) for (pod,) in pods]
+    return f"({' OR '.join(tokens)})" if tokens else ""
+
+
+def _candidates(
+    conn: sqlite3.Connection, query: base.Query, ids: list[int]
+) -> list[base.StoredRecord]:
+    """The page among the rows `ids` (every match of the words in the scope), read by id."""
+    assert query.text is not None
+    if not ids:
+        return []
+    w = sqlite_query.where(replace(query, text=None), paging=True)
+    if len(base.text_tokens(query.text)) > 1:
+        w.add(f"{sqlite_query.PHRASE_FUNCTION}(message, ?)", query.text)
+    reverse = query.tail is not None
+    descending = query.order == "desc" or reverse
+    order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
+    limit = query.tail if query.tail is not None else query.limit
+    # CROSS JOIN keeps the candidates as the outer loop: SQLite must not walk the scope's index
+    # in order and probe the candidates, which reads the whole scope when matches are old.
+    sql = (
+        f"SELECT {sqlite_query.COLUMNS} FROM (SELECT value AS candidate FROM json_each(?)) "
+        f"CROSS JOIN records ON records.id = candidate WHERE {w.sql} ORDER BY {order} LIMIT ?"
+    )
+    found = [
+        sqlite_rows.record(row)
+        for row in conn.execute(sql, [orjson.dumps(ids).decode(), *w.params, limit])
+    ]
+    if reverse:
+        found.reverse()
+    return found
 
 
 def _density(conn: sqlite3.Connection, terms: str) -> float:

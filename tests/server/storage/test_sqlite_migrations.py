@@ -1,0 +1,118 @@
+"""A database written by an older schema opens, upgraded, with every record and search intact."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tailrace.server.storage import base, sqlite, sqlite_schema
+from tests.server.storage import samples
+
+
+def _write_schema_1_database(path: Path) -> None:
+    """What the schema-1 store left on disk: rows, refs, and FTS5 over the bare messages."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ns INTEGER NOT NULL)"
+    )
+    version, script = sqlite_schema.MIGRATIONS[0]
+    assert version == 1
+    conn.executescript(f"BEGIN;\n{script}\nINSERT INTO schema_migrations VALUES (1, 0);\nCOMMIT;")
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO pod_refs VALUES (1, 'ns', 'pod-1'), (2, 'ns', 'pod-2')")
+    conn.execute("INSERT INTO workload_refs VALUES (1, 'ns', 'Function', 'w'), (2, 'ns', '', '')")
+    for i in range(1, 61):
+        attributed = i % 2 == 1
+        text = f"connection refused try {i}" if i % 3 == 0 else f"request handled {i}"
+        conn.execute(
+            "INSERT INTO records VALUES (?, ?, 0, 'ns', ?, ?, '', ?, '', 'app', '', 0, 'stdout', "
+            "2, ?, '', NULL, 'agent', 0, ?, ?, ?)",
+            (
+                i,
+                samples.T0 + i,
+                "Function" if attributed else "",
+                "w" if attributed else "",
+                "pod-1" if attributed else "pod-2",
+                text,
+                len(text),
+                1 if attributed else 2,
+                1 if attributed else 2,
+            ),
+        )
+    conn.execute("INSERT INTO records_fts (rowid, message) SELECT id, message FROM records")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_a_schema_1_database_opens_upgraded_with_its_records_searchable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v1.db"
+    _write_schema_1_database(path)
+    store = sqlite.SQLiteStore(str(path))
+    await store.open()
+    try:
+        assert (await store.meta())["schema_version"] == str(sqlite_schema.CURRENT_VERSION)
+        everything = await store.query(base.Query(limit=1000))
+        assert [r.id for r in everything] == list(range(1, 61))
+        assert everything[2].message == "connection refused try 3"
+        assert await store.totals() == base.Totals(60, sum(len(r.message) for r in everything))
+
+        in_workload = base.Query(namespace="ns", kind="Function", workload="w", text="refused")
+        assert [r.id for r in await store.query(in_workload)] == [
+            3,
+            9,
+            15,
+            21,
+            27,
+            33,
+            39,
+            45,
+            51,
+            57,
+        ]
+        in_pod = base.Query(namespace="ns", pod="pod-2", text="connection refused", order="desc")
+        assert [r.id for r in await store.query(in_pod)] == [60, 54, 48, 42, 36, 30, 24, 18, 12, 6]
+
+        # Records attributed later are searched within their workload too.
+        await store.put_workload(samples.workload("w", uid="uid-w"))
+        await store.assign_pod_workload("ns", "pod-2", base.WorkloadKey("ns", "Function", "w"))
+        assert len(await store.query(in_workload)) == 20
+
+        # Deleting keeps the upgraded FTS5 index in step, and new records are searchable.
+        assert await store.delete(base.Query(namespace="ns", pod="pod-1", text="refused")) == 10
+        refused_in_pod_2 = [6, 12, 18, 24, 30, 36, 42, 48, 54, 60]
+        assert [r.id for r in await store.query(in_workload)] == refused_in_pod_2
+        fresh = samples.record(
+            "connection refused again",
+            ts_ns=samples.T0 + 100,
+            pod="pod-1",
+            kind="Function",
+            workload="w",
+        )
+        stored = await store.append([samples.batch("new", [fresh])])
+        assert stored.stored[0].id == 61
+        assert [r.id for r in await store.query(in_pod)][:1] == [60]
+        assert [r.id for r in await store.query(in_workload)][-1] == 61
+        assert await store.count(base.Query(text="handled")) == 40
+    finally:
+        await store.close()
+
+
+async def test_a_message_holding_a_scope_token_widens_no_search(tmp_path: Path) -> None:
+    store = sqlite.SQLiteStore(str(tmp_path / "t.db"))
+    await store.open()
+    try:
+        sent = [
+            samples.record("plain words", pod="pod-1"),
+            samples.record("odd \ue0002 token", pod="pod-1"),
+            samples.record("other words", pod="pod-2"),
+        ]
+        await store.append([samples.batch("s", sent)])
+        assert [r.id for r in await store.query(base.Query(text="words"))] == [1, 3]
+        pod_2 = base.Query(namespace="ns", pod="pod-2", text="words")
+        assert [r.id for r in await store.query(pod_2)] == [3]
+        assert await store.query(base.Query(namespace="ns", pod="pod-2", text="odd")) == []
+        assert await store.query(base.Query(text="2")) == []
+    finally:
+        await store.close()
