@@ -35,6 +35,7 @@ from tailrace.server.storage import (
     postgres_ingest,
     postgres_retention,
     postgres_schema,
+    postgres_search,
     postgres_sql,
 )
 
@@ -85,6 +86,7 @@ class PostgresStore:
         self._clock = clock
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._partitions: set[int] = set()
+        self._words = postgres_search.WordFrequencies(self._schema)
         self._closing = asyncio.Event()
 
     @property
@@ -107,10 +109,12 @@ class PostgresStore:
         # Custom plans always: how common a searched word is decides the plan (walk the scope's
         # (ts, id) index for a common word, intersect bitmaps for a rare one), and a generic plan
         # cached after five runs would pick one for every word. work_mem keeps those bitmaps
-        # exact: a lossy page rechecks the text-search expression on every row it holds.
+        # exact: a lossy page rechecks the text-search expression on every row it holds. No JIT:
+        # these plans' costs pass jit_above_cost at millions of rows, and compiling them takes
+        # longer (15 ms and more) than running them.
         options = (
             f"-c search_path={self._schema},public -c plan_cache_mode=force_custom_plan "
-            f"-c work_mem={WORK_MEM}"
+            f"-c work_mem={WORK_MEM} -c jit=off"
         )
         return {"autocommit": True, "options": options, "application_name": "tailrace-server"}
 
@@ -273,6 +277,10 @@ class PostgresStore:
             # Reads stop at the watermark: no reader (a page, a tail, a follower's catch-up) sees
             # a record while an id below it may still appear from another replica.
             watermark = await postgres_feed.watermark(conn)
+            if query.text is not None and postgres_search.should_walk(
+                query, await self._words.get(conn)
+            ):
+                return await _walk(conn, query, watermark)
             statement, params = postgres_sql.select(query, watermark)
             cursor = await conn.execute(statement.encode(), params)
             return [postgres_sql.from_row(row) for row in await cursor.fetchall()]
@@ -532,6 +540,42 @@ class PostgresStore:
 
 
 # -- transaction pieces ---------------------------------------------------------------------------
+
+
+async def _walk(
+    conn: psycopg.AsyncConnection[Any], query: base.Query, watermark: int
+) -> list[base.StoredRecord]:
+    """A text search by walking the scope in time order (see postgres_search), finished through
+    the word index from where the walk gave up when it found too few."""
+    rows = postgres_search.WALK_ROWS
+    wanted = query.tail if query.tail is not None else query.limit
+    statement, params = postgres_sql.walk(query, watermark, rows)
+    cursor = await conn.execute(statement.encode(), params)
+    hits = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+    if len(hits) < wanted:
+        # Too few: walk again, numbered, to learn whether (and where) the walk gave up.
+        statement, params = postgres_sql.walk(query, watermark, rows, numbered=True)
+        cursor = await conn.execute(statement.encode(), params)
+        hits = []
+        gave_up: tuple[int, int] | None = None
+        for row in await cursor.fetchall():
+            *columns, hit, place = row
+            record = postgres_sql.from_row(tuple(columns))
+            if hit:
+                hits.append(record)
+            if place == rows:
+                gave_up = (record.ts_ns, record.id)
+        if gave_up is not None and len(hits) < wanted:
+            statement, params = postgres_sql.select(
+                query, watermark, beyond=gave_up, limit=wanted - len(hits)
+            )
+            cursor = await conn.execute(statement.encode(), params)
+            rest = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+            if query.tail is not None:
+                # The walk went newest first; a tail answers oldest first, and the rest is older.
+                return rest + hits[::-1]
+            return hits + rest
+    return hits[::-1] if query.tail is not None else hits
 
 
 async def _assign(

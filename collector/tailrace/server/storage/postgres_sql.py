@@ -195,8 +195,14 @@ def from_row(row: tuple[Any, ...]) -> base.StoredRecord:
     )
 
 
-def filters(query: base.Query) -> tuple[list[str], Params]:
-    """WHERE terms (joined with AND) and their parameters for the query's filters, no paging."""
+def phrase_pattern(tokens: list[str]) -> str:
+    """The LIKE pattern matching `tokens` as a phrase in the `search` column."""
+    return f"% {' '.join(tokens)} %"
+
+
+def filters(query: base.Query, *, text: bool = True) -> tuple[list[str], Params]:
+    """WHERE terms (joined with AND) and their parameters for the query's filters, no paging
+    (without the text search when `text` is false: a walk tests it itself)."""
     terms: list[str] = []
     params: Params = []
 
@@ -225,7 +231,7 @@ def filters(query: base.Query) -> tuple[list[str], Params]:
     if query.min_level is not None:
         terms.append("level_rank >= %s")
         params.append(base.level_rank(query.min_level))
-    if query.text is not None:
+    if query.text is not None and text:
         tokens = base.text_tokens(query.text)
         if tokens:
             # Tokens hold letters and digits only, so they need no LIKE or tsquery escaping.
@@ -240,7 +246,7 @@ def filters(query: base.Query) -> tuple[list[str], Params]:
                 )
                 params.append(" & ".join(words))
             terms.append("search LIKE %s")
-            params.append(f"% {' '.join(tokens)} %")
+            params.append(phrase_pattern(tokens))
         else:
             terms.append("false")
     if query.execution_id is not None:
@@ -262,8 +268,18 @@ def where(terms: list[str]) -> str:
     return f"WHERE {' AND '.join(terms)}" if terms else ""
 
 
-def select(query: base.Query, watermark: int) -> tuple[str, Params]:
-    """The SELECT answering `Store.query`, blind to ids above `watermark` (see the store)."""
+def select(
+    query: base.Query,
+    watermark: int,
+    *,
+    beyond: tuple[int, int] | None = None,
+    limit: int | None = None,
+) -> tuple[str, Params]:
+    """The SELECT answering `Store.query`, blind to ids above `watermark` (see the store).
+
+    `beyond` (a (ts_ns, id) key) and `limit` continue a `walk` that stopped short: only rows past
+    that key in the walk's direction, and at most `limit` of them (instead of the query's).
+    """
     terms, params = filters(query)
     terms.append("id <= %s")
     params.append(watermark)
@@ -272,6 +288,10 @@ def select(query: base.Query, watermark: int) -> tuple[str, Params]:
         params.append(query.after_id)
         sql = f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} ORDER BY id LIMIT %s"
         return sql, [*params, query.limit]
+    if beyond is not None:
+        descending = query.tail is not None or query.order == "desc"
+        terms.append("(ts_ns, id) < (%s, %s)" if descending else "(ts_ns, id) > (%s, %s)")
+        params.extend(beyond)
     if query.tail is not None:
         if query.after is not None:
             terms.append("(ts_ns, id) > (%s, %s)")
@@ -281,7 +301,7 @@ def select(query: base.Query, watermark: int) -> tuple[str, Params]:
             "ORDER BY ts_ns DESC, id DESC LIMIT %s"
         )
         sql = f"SELECT * FROM ({inner}) AS newest ORDER BY ts_ns, id"
-        return sql, [*params, query.tail]
+        return sql, [*params, query.tail if limit is None else limit]
     if query.after is not None:
         terms.append("(ts_ns, id) > (%s, %s)" if query.order == "asc" else "(ts_ns, id) < (%s, %s)")
         params.extend(query.after)
@@ -290,7 +310,46 @@ def select(query: base.Query, watermark: int) -> tuple[str, Params]:
         f"SELECT {SELECT_COLUMNS} FROM records {where(terms)} "
         f"ORDER BY ts_ns{direction}, id{direction} LIMIT %s"
     )
-    return sql, [*params, query.limit]
+    return sql, [*params, query.limit if limit is None else limit]
+
+
+def walk(
+    query: base.Query, watermark: int, rows: int, *, numbered: bool = False
+) -> tuple[str, Params]:
+    """A text search that walks the scope's (ts_ns, id) order and tests each row's words, for a
+    word common enough that the wanted rows come within the first `rows` rows of the scope.
+
+    It reads at most `rows` rows, in walk order (newest first for a tail or a descending query),
+    and returns the matching ones. Fewer than wanted means the scope ended or the walk gave up;
+    to tell which, and where, ask again `numbered`: then every result row carries `hit` (it
+    matches) and `n` (its place in the walk), and a row with `n = rows` is where the walk gave
+    up (the caller goes on from there with `select(..., beyond=...)`).
+    """
+    assert query.text is not None
+    assert query.after_id is None
+    terms, params = filters(query, text=False)
+    terms.append("id <= %s")
+    params.append(watermark)
+    if query.after is not None:
+        upward = query.tail is not None or query.order == "asc"
+        terms.append("(ts_ns, id) > (%s, %s)" if upward else "(ts_ns, id) < (%s, %s)")
+        params.extend(query.after)
+    direction = " DESC" if query.tail is not None or query.order == "desc" else ""
+    inner = (
+        f"SELECT {SELECT_COLUMNS}, search FROM records {where(terms)} "
+        f"ORDER BY ts_ns{direction}, id{direction} LIMIT {rows:d}"
+    )
+    pattern = phrase_pattern(base.text_tokens(query.text))
+    wanted = query.tail if query.tail is not None else query.limit
+    if not numbered:
+        sql = f"SELECT {SELECT_COLUMNS} FROM ({inner}) AS walked WHERE search LIKE %s LIMIT %s"
+        return sql, [*params, pattern, wanted]
+    numbering = (
+        f"SELECT {SELECT_COLUMNS}, search LIKE %s AS hit, row_number() OVER () AS n "
+        f"FROM ({inner}) AS walked"
+    )
+    sql = f"SELECT * FROM ({numbering}) AS numbered WHERE hit OR n = {rows:d} LIMIT %s"
+    return sql, [pattern, *params, wanted]
 
 
 def drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
