@@ -9,14 +9,27 @@ than maintaining them row by row); the ids come from the store's own `allocate_i
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import multiprocessing
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import Final
+from multiprocessing.connection import Connection
+from typing import Any, Final
 
+import grpc
+import httpx
 import psycopg
 from psycopg import sql
 
+from tailrace import records
+from tailrace.bench import server
 from tailrace.server.storage import postgres, postgres_schema
+from tailrace.wire import codec
+from tailrace.wire.v1 import ingest_pb2
 
 CHUNK: Final = 500_000
 _NAMESPACES: Final = "(ARRAY['payments', 'search', 'media', 'batch'])"
@@ -84,3 +97,178 @@ async def fill_by_sql(
             # Definitions on a partitioned table read "ON ONLY": build every partition's too.
             await conn.execute(definition.replace(" ON ONLY ", " ON ", 1).encode())
         await conn.execute("ANALYZE records")
+
+
+# -- ingest through several `tailrace server` replicas ------------------------------------------
+
+
+def _replica_requests(total: int, sources: int, run: str) -> list[bytes]:
+    """Like `server._build_requests`, with source keys unique to this run (a second run against
+    the same store must store its records, not find them already acknowledged)."""
+    rng = random.Random(1)
+    requests: list[bytes] = []
+    offsets = [0] * sources
+    made = 0
+    while made < total:
+        s = len(requests) % sources
+        source = records.SourceInfo(
+            key=f"bench-{run}/{s}:1:0",
+            namespace=server.NAMESPACES[s % len(server.NAMESPACES)],
+            pod=f"ingest-{s}",
+            pod_uid=f"uid-{s}",
+            container="app",
+            workload=f"Function/ingest-{s % 4}",
+        )
+        builder = codec.BatchBuilder(source)
+        for _ in range(min(server.BATCH_RECORDS, total - made)):
+            text = server.message(made, rng).encode()
+            offsets[s] += len(text) + 40
+            builder.add(server.T0 + made * 1000, ord("o"), 2, text, offsets[s])
+            made += 1
+        requests.append(ingest_pb2.PushRequest(batches=[builder.build()]).SerializeToString())
+    return requests
+
+
+def _replica_client(target: str, total: int, concurrency: int, run: str, pipe: Connection) -> None:
+    """Runs in a child process: build the requests, wait for the go, push them to one replica."""
+    requests = _replica_requests(total, concurrency * 2, run)
+    pipe.send("ready")
+    pipe.recv()
+
+    async def push_all() -> tuple[float, int]:
+        async with grpc.aio.insecure_channel(
+            target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        ) as channel:
+            push = channel.unary_unary(
+                "/tailrace.v1.Ingest/Push",
+                request_serializer=lambda raw: raw,
+                response_deserializer=ingest_pb2.PushResponse.FromString,
+            )
+            queue = list(reversed(requests))
+            stored = 0
+
+            async def worker() -> None:
+                nonlocal stored
+                while queue:
+                    raw = queue.pop()
+                    while True:
+                        try:
+                            reply = await push(raw)
+                            break
+                        except grpc.aio.AioRpcError as err:
+                            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                                raise
+                            await asyncio.sleep(0.01)
+                    stored += reply.stored
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - started, stored
+
+    elapsed, stored = asyncio.run(push_all())
+    pipe.send((elapsed, stored))
+
+
+async def _wait_ready(port: int) -> bool:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    return False
+
+
+async def bench_replicas(
+    url: str, replicas: int, total: int, concurrency: int
+) -> dict[str, float] | None:
+    """Ingest through `replicas` real `tailrace server` processes sharing the store at `url`,
+    one pushing client process per replica (`total` records split between them); records/s is
+    what all of them stored divided by the slowest client's time."""
+    run = f"{time.time_ns():x}"
+    servers: list[subprocess.Popen[bytes]] = []
+    clients: list[tuple[Any, Connection]] = []
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        grpc_ports = []
+        for _ in range(replicas):
+            http_port, grpc_port = server.free_port(), server.free_port()
+            servers.append(
+                subprocess.Popen(  # noqa: ASYNC220 (started before any timing)
+                    [
+                        sys.executable,
+                        "-m",
+                        "tailrace",
+                        "server",
+                        "--store",
+                        url,
+                        "--http-addr",
+                        f"127.0.0.1:{http_port}",
+                        "--grpc-addr",
+                        f"127.0.0.1:{grpc_port}",
+                        "--log-level",
+                        "WARNING",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+            if not await _wait_ready(http_port):
+                return None
+            grpc_ports.append(grpc_port)
+        share = total // replicas
+        for port in grpc_ports:
+            parent, child = spawn.Pipe()
+            process = spawn.Process(
+                target=_replica_client,
+                args=(f"127.0.0.1:{port}", share, concurrency, run, child),
+            )
+            process.start()
+            clients.append((process, parent))
+        for _, pipe in clients:
+            await asyncio.to_thread(pipe.recv)
+        for _, pipe in clients:
+            pipe.send("go")
+        results = [await asyncio.to_thread(pipe.recv) for _, pipe in clients]
+        elapsed = max(seconds for seconds, _ in results)
+        stored = sum(n for _, n in results)
+        return {"records": float(stored), "seconds": elapsed, "records_per_s": stored / elapsed}
+    finally:
+        for process, _ in clients:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        for proc in servers:
+            proc.terminate()
+        for proc in servers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tailrace.bench.server_postgres --store URL`: ingest through 1 and 2 replicas."""
+    p = argparse.ArgumentParser(prog="python -m tailrace.bench.server_postgres")
+    p.add_argument("--store", required=True, help="postgresql://... store URL")
+    p.add_argument("--ingest-records", type=int, default=400_000)
+    p.add_argument("--concurrency", type=int, default=4, help="concurrent Push calls per replica")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    args = p.parse_args(argv)
+    for replicas in args.replicas:
+        result = asyncio.run(
+            bench_replicas(args.store, replicas, args.ingest_records, args.concurrency)
+        )
+        if result is None:
+            print(f"  {replicas} replica(s): a server did not become ready")
+            return 1
+        print(
+            f"  ingest through {replicas} replica(s): {result['records_per_s']:,.0f} records/s "
+            f"({result['records']:,.0f} stored in {result['seconds']:.1f} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
