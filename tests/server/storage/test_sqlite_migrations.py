@@ -95,8 +95,21 @@ async def test_a_schema_1_database_opens_upgraded_with_its_records_searchable(
         assert [r.id for r in await store.query(in_pod)][:1] == [60]
         assert [r.id for r in await store.query(in_workload)][-1] == 61
         assert await store.count(base.Query(text="handled")) == 40
+        assert await store.delete(in_workload) == 11
     finally:
         await store.close()
+    # Every FTS5 entry removed with its row: deletes repeated the text that was indexed, also for
+    # the rows re-indexed when their pod was attributed.
+    conn = sqlite3.connect(path)
+    left = "SELECT count(*) FROM records_fts WHERE records_fts MATCH '\"refused\"'"
+    assert conn.execute(left).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM records_fts WHERE records_fts MATCH 'handled'"
+    ).fetchone() == (40,)
+    scopes = f"{sqlite_schema.scope_token(1)} OR {sqlite_schema.scope_token(2)}"
+    scoped = "SELECT count(*) FROM records_fts WHERE records_fts MATCH ?"
+    assert conn.execute(scoped, (scopes,)).fetchone() == (40,)
+    conn.close()
 
 
 async def test_a_message_holding_a_scope_token_widens_no_search(tmp_path: Path) -> None:

@@ -626,12 +626,32 @@ class SQLiteStore:
                 "SELECT ?, id FROM pod_refs WHERE namespace = ? AND pod = ?",
                 (ref, namespace, pod),
             )
-            cursor = conn.execute(
-                "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS assigned (id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM assigned")
+            conn.execute(
+                "INSERT INTO assigned SELECT id FROM records "
                 "WHERE pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?) "
                 f"AND kind = '' {same_pod}",
-                [workload.kind, workload.name, uid, ref, namespace, pod, *extra],
+                [namespace, pod, *extra],
             )
+            # The rows' FTS5 text names their workload ref (sqlite_schema.FTS_TEXT): index them
+            # again under the new one.
+            conn.execute(
+                "INSERT INTO records_fts (records_fts, rowid, message) "
+                f"SELECT 'delete', id, {sqlite_schema.FTS_TEXT} FROM records "
+                "WHERE id IN (SELECT id FROM assigned)"
+            )
+            cursor = conn.execute(
+                "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
+                "WHERE id IN (SELECT id FROM assigned)",
+                [workload.kind, workload.name, uid, ref],
+            )
+            conn.execute(
+                "INSERT INTO records_fts (rowid, message) "
+                f"SELECT id, {sqlite_schema.FTS_TEXT} FROM records "
+                "WHERE id IN (SELECT id FROM assigned)"
+            )
+            conn.execute("DELETE FROM assigned")
             conn.execute(
                 "UPDATE drops SET kind = ?, workload = ? "
                 f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod}",

@@ -12,17 +12,18 @@ import sqlite3
 import time
 from typing import Final
 
-# What FTS5 indexes for a row of `records`: its message, then a token naming its pod. The token
-# starts with U+E000, a private-use character: FTS5's unicode61 tokenizer keeps it inside a token,
-# while a query's tokens (`base.text_tokens`: letters and digits) can never hold it, so no search
-# for words matches a scope token. A message that happens to hold one only widens a scope's
-# candidates, which are still filtered by `pod_ref`. Deleting an FTS5 entry must repeat this text.
-FTS_TEXT: Final = "message || ' ' || char(57344) || pod_ref"
+# What FTS5 indexes for a row of `records`: its message, then a token naming its workload ref. The
+# token starts with U+E000, a private-use character: FTS5's unicode61 tokenizer keeps it inside a
+# token, while a query's tokens (`base.text_tokens`: letters and digits) can never hold it, so no
+# search for words matches a scope token. A message that happens to hold one only widens a scope's
+# candidates, which are still filtered by their refs. Deleting an FTS5 entry must repeat this text,
+# so whatever changes a row's workload_ref re-indexes the row (`SQLiteStore._assign`).
+FTS_TEXT: Final = "message || ' ' || char(57344) || workload_ref"
 
 
-def scope_token(pod_ref: int) -> str:
-    """The FTS5 query term matching the rows of one pod (see FTS_TEXT)."""
-    return f'"\ue000{pod_ref}"'
+def scope_token(workload_ref: int) -> str:
+    """The FTS5 query term matching the rows of one workload ref (see FTS_TEXT)."""
+    return f'"\ue000{workload_ref}"'
 
 
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
@@ -135,22 +136,22 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         2,
         """
         -- Every (workload, pod) pair that has held records: a superset (never pruned), so a text
-        -- search in a workload can name the pods its matches must come from.
+        -- search in a pod can name the workloads its matches must come from.
         CREATE TABLE workload_pods (
             workload_ref INTEGER NOT NULL,
             pod_ref INTEGER NOT NULL,
-            PRIMARY KEY (workload_ref, pod_ref)
+            PRIMARY KEY (pod_ref, workload_ref)
         ) WITHOUT ROWID;
         INSERT INTO workload_pods SELECT DISTINCT workload_ref, pod_ref FROM records;
 
         -- The FTS5 index rebuilt with one scope token per row (see FTS_TEXT): a word rare in a
-        -- pod or workload but common elsewhere is then found by intersecting two doclists.
+        -- workload but common elsewhere is then found by intersecting two doclists.
         DROP TABLE records_fts;
         CREATE VIRTUAL TABLE records_fts USING fts5(
             message, content='records', content_rowid='id', columnsize=0, detail=none
         );
-        INSERT INTO records_fts (rowid, message) SELECT id, message || ' ' || char(57344) || pod_ref
-            FROM records;
+        INSERT INTO records_fts (rowid, message)
+            SELECT id, message || ' ' || char(57344) || workload_ref FROM records;
         """,
     ),
 )

@@ -6,11 +6,11 @@ its matches, then SQLite orders them), and a common one from the scope's (ts_ns,
 in chunks, reading each chunk's messages while matches are dense and asking FTS5 about the chunk's
 id range once they thin out. Either way the work stays near `limit` rows, not near the table size.
 
-A query scoped to a pod or a workload first narrows the word to that scope inside FTS5: every row's
-FTS5 text carries a token naming its pod (`sqlite_schema.FTS_TEXT`), and `workload_pods` names the
-pods a workload's rows can come from. Whether the word is rare is then judged within the scope, so
-a word in 1 % of all rows but a few thousand of the workload's is fetched from its FTS5 matches
-rather than found by walking the workload.
+A query scoped to a workload or a pod first narrows the word to that scope inside FTS5: every row's
+FTS5 text carries a token naming its workload ref (`sqlite_schema.FTS_TEXT`), and `workload_pods`
+names the workloads a pod's rows can belong to. Whether the word is rare is then judged within the
+scope, so a word in 1 % of all rows but a few thousand of the workload's is fetched from its FTS5
+matches rather than found by walking the workload.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ _CHUNK_MAX = 16_384
 _DENSE_FRACTION = 8
 # How many of the newest ids a common word's density is measured over.
 _DENSITY_WINDOW = 20_000
-# A workload with more pods than this is searched without naming its pods to FTS5.
-_SCOPE_PODS_MAX = 64
+# A pod that has logged for more workloads than this is searched without naming them to FTS5.
+_SCOPE_WORKLOADS_MAX = 8
 
 
 def text_query(
@@ -69,25 +69,28 @@ def text_query(
 
 
 def _scope_terms(conn: sqlite3.Connection, query: base.Query) -> str | None:
-    """An FTS5 expression for the pods the query's rows can come from: None when the query names
-    no pod or workload (or one with too many pods), "" when no row can match."""
+    """An FTS5 expression for the workload refs the query's rows can hold: None when the query
+    names no workload or pod (or a pod of too many workloads), "" when no row can match."""
     if query.namespace is None:
         return None
-    if query.pod is not None:
+    if query.kind is not None and query.workload is not None:
         row = conn.execute(
-            "SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?", (query.namespace, query.pod)
+            "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?",
+            (query.namespace, query.kind, query.workload),
         ).fetchone()
         return sqlite_schema.scope_token(row[0]) if row else ""
-    if query.kind is None or query.workload is None:
+    if query.pod is None:
         return None
-    pods = conn.execute(
-        "SELECT pod_ref FROM workload_pods WHERE workload_ref = (SELECT id FROM workload_refs "
-        "WHERE namespace = ? AND kind = ? AND workload = ?) LIMIT ?",
-        (query.namespace, query.kind, query.workload, _SCOPE_PODS_MAX + 1),
+    refs = conn.execute(
+        "SELECT workload_ref FROM workload_pods WHERE pod_ref = (SELECT id FROM pod_refs "
+        "WHERE namespace = ? AND pod = ?) LIMIT ?",
+        (query.namespace, query.pod, _SCOPE_WORKLOADS_MAX + 1),
     ).fetchall()
-    if len(pods) > _SCOPE_PODS_MAX:
+    if len(refs) > _SCOPE_WORKLOADS_MAX:
         return None
-    tokens = [sqlite_schema.scope_token(pod) for (pod,) in pods]
+    tokens = [sqlite_schema.scope_token(ref) for (ref,) in refs]
+    if len(tokens) == 1:
+        return tokens[0]
     return f"({' OR '.join(tokens)})" if tokens else ""
 
 
