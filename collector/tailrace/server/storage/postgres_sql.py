@@ -236,15 +236,17 @@ def filters(query: base.Query, *, text: bool = True) -> tuple[list[str], Params]
         if tokens:
             # Tokens hold letters and digits only, so they need no LIKE or tsquery escaping.
             # The LIKE is the match; the tsquery (every word, in any order) only lets the GIN
-            # index find candidates. Words PostgreSQL will not index (2 KiB and more) are left
-            # out of it rather than making it match nothing.
+            # index find candidates: the tokens as lexemes (short rows), the same through the
+            # text parser (long rows; see postgres_schema.SEARCH_VECTOR), and the long-row
+            # marker. Words PostgreSQL will not index (2 KiB and more) are left out of it rather
+            # than making it match nothing.
             words = [f"'{token}'" for token in tokens if len(token.encode()) < _MAX_WORD_BYTES]
             if words:
                 terms.append(
-                    f"{postgres_schema.SEARCH_VECTOR} @@ (to_tsquery('simple'::regconfig, %s) "
-                    f"|| '{postgres_schema.LONG_ROW}'::tsquery)"
+                    f"{postgres_schema.SEARCH_VECTOR} @@ (%s::tsquery || "
+                    f"to_tsquery('simple'::regconfig, %s) || '{postgres_schema.LONG_ROW}'::tsquery)"
                 )
-                params.append(" & ".join(words))
+                params.extend([" & ".join(words)] * 2)
             terms.append("search LIKE %s")
             params.append(phrase_pattern(tokens))
         else:
