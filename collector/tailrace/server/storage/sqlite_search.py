@@ -97,30 +97,81 @@ def _scope_terms(conn: sqlite3.Connection, query: base.Query) -> str | None:
 def _candidates(
     conn: sqlite3.Connection, query: base.Query, ids: list[int]
 ) -> list[base.StoredRecord]:
-    """The page among the rows `ids` (every match of the words in the scope), read by id."""
+    """The page among the rows `ids` (every match of the words in the scope, ascending).
+
+    Ids follow arrival, and timestamps mostly follow ids, so the candidates are examined from the
+    end the page starts at, in growing batches, until `want` of them pass the other filters. The
+    rest can then only enter the page by beating the `want`-th key found; the scope's (ts_ns, id)
+    index lists the rows that do (usually none), and those are checked too. Only (ts_ns, id) of the
+    candidates is read this way; the full rows of the page come last. Reading and sorting every
+    candidate's full row costs several times more.
+    """
     assert query.text is not None
-    if not ids:
-        return []
     w = sqlite_query.where(replace(query, text=None), paging=True)
     if len(base.text_tokens(query.text)) > 1:
         w.add(f"{sqlite_query.PHRASE_FUNCTION}(message, ?)", query.text)
     reverse = query.tail is not None
     descending = query.order == "desc" or reverse
-    order = "ts_ns DESC, id DESC" if descending else "ts_ns, id"
-    limit = query.tail if query.tail is not None else query.limit
+    want = query.tail if query.tail is not None else query.limit
+    ordered = ids[::-1] if descending else ids
     # CROSS JOIN keeps the candidates as the outer loop: SQLite must not walk the scope's index
     # in order and probe the candidates, which reads the whole scope when matches are old.
-    sql = (
-        f"SELECT {sqlite_query.COLUMNS} FROM (SELECT value AS candidate FROM json_each(?)) "
-        f"CROSS JOIN records ON records.id = candidate WHERE {w.sql} ORDER BY {order} LIMIT ?"
+    passing = (
+        "SELECT ts_ns, id FROM (SELECT value AS candidate FROM json_each(?)) "
+        f"CROSS JOIN records ON records.id = candidate WHERE {w.sql}"
     )
-    found = [
-        sqlite_rows.record(row)
-        for row in conn.execute(sql, [orjson.dumps(ids).decode(), *w.params, limit])
-    ]
+    keys: list[tuple[int, int]] = []
+    examined, batch = 0, max(2 * want, 256)
+    while examined < len(ordered) and len(keys) < want:
+        chunk = ordered[examined : examined + batch]
+        examined += len(chunk)
+        keys.extend(conn.execute(passing, [orjson.dumps(chunk).decode(), *w.params]))
+        batch *= 4
+    keys.sort(reverse=descending)
+    if examined < len(ordered):
+        rest = set(ordered[examined:])
+        beaten = _beating(conn, query, keys[want - 1], ordered[examined - 1], descending)
+        late = [key[1] for key in beaten if key[1] in rest]
+        if late:
+            keys.extend(conn.execute(passing, [orjson.dumps(late).decode(), *w.params]))
+            keys.sort(reverse=descending)
+    page = [key[1] for key in keys[:want]]
+    if not page:
+        return []
+    marks = ", ".join("?" for _ in page)
+    by_id = {
+        row[0]: row
+        for row in conn.execute(
+            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", page
+        )
+    }
+    found = [sqlite_rows.record(by_id[record_id]) for record_id in page]
     if reverse:
         found.reverse()
     return found
+
+
+def _beating(
+    conn: sqlite3.Connection,
+    query: base.Query,
+    bound: tuple[int, int],
+    boundary: int,
+    descending: bool,
+) -> list[tuple[int, int]]:
+    """Keys of the scope's rows beyond id `boundary` (in the direction not yet examined) whose
+    (ts_ns, id) comes before `bound` in page order: the only rows left that can enter the page."""
+    scope = base.Query(
+        namespace=query.namespace, kind=query.kind, workload=query.workload, pod=query.pod
+    )
+    w = sqlite_query.where(scope, paging=False)
+    if descending:
+        w.add("(ts_ns, id) > (?, ?) AND id < ?", *bound, boundary)
+    else:
+        w.add("(ts_ns, id) < (?, ?) AND id > ?", *bound, boundary)
+    return [
+        (row[0], row[1])
+        for row in conn.execute(f"SELECT ts_ns, id FROM records WHERE {w.sql}", w.params)
+    ]
 
 
 def _density(conn: sqlite3.Connection, terms: str) -> float:
