@@ -70,3 +70,49 @@ def run(
     assert ends == sorted(set(ends)), "end offsets must strictly increase"
     assert not ends or ends[-1] <= len(data)
     return result
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything a FileSource produced from some bytes, comparable as a whole."""
+
+    payload: bytes  # the serialized Batch, b"" when nothing was sealed
+    counts: tuple[tuple[str, int], ...]
+    parse_errors: int
+    partial_flushes: int
+    lines_read: int
+    consumed: int
+    resume_offset: int
+
+
+def outcome(
+    folder: Path, data: bytes, config: filesource.Config, chunk: int = 0, finish: bool = False
+) -> Outcome:
+    """Read `data` as a pod's log file with `config`, in reads of `chunk` bytes (0: the default)."""
+    import os
+
+    path = folder / "pods" / "ns_pod_uid" / "c" / "0.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    log = layout.from_path(path)
+    assert log is not None
+    fd = os.open(path, os.O_RDONLY)
+    source = filesource.FileSource(log, 1, 2, 0, filesource.PlainReader(fd, 0), 0, 0, config)
+    while source.read(0.0, chunk):
+        pass
+    if finish:
+        source.finish()
+    resume = source.resume_offset()
+    sealed = source.seal()
+    source.close()
+    if sealed is not None:
+        codec.validate(sealed.batch)
+    return Outcome(
+        sealed.payload if sealed is not None else b"",
+        tuple(source.merger.counts.items()),
+        source.parse_errors,
+        source.merger.partial_flushes,
+        source.lines_read,
+        source.consumed,
+        resume,
+    )

@@ -1,11 +1,10 @@
 """One log file incarnation being read: bytes to parsed records to batches.
 
-This is the hot path. A read chunk is split into physical lines with one `bytes.split`. A complete
-CRI line in the common shape (`...nnnnnnnnnZ stdout F `) is recognised by one dict lookup of its
-fixed-position header bytes, its timestamp by a cached second plus `int()` of the fraction, its
-level by a byte search, and goes into the batch columns by bound `append`s: no regex, no JSON
-parse, no per-line object but the content slice. Anything else (partials, other formats, oversize
-or non-ASCII lines, parse errors) takes the general path through the parser lookup and the merger.
+This is the hot path. A read chunk is split into physical lines with one `bytes.split`. Runs of
+complete CRI lines in the common shape (`...nnnnnnnnnZ stdout F `) go into the batch columns in
+bulk (`bulk.Chunk`); anything else (partials, other formats, oversize or non-ASCII lines, parse
+errors, and every line while a partial is pending) takes the general path, one line at a time
+through the parser lookup and the merger.
 
 Offsets: `consumed` is the end of the last physical line handed on, `resume_offset` where a reader
 must restart to lose nothing (the start of a pending partial line, if any). A physical line with no
@@ -23,17 +22,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tailrace import records
-from tailrace.agent import enrichment, formats, layout, reassembly, timestamps
+from tailrace.agent import bulk, enrichment, formats, layout, reassembly
 from tailrace.settings import LinePolicy
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2
 
 _STDOUT = records.STREAM_CODES["stdout"]
-# Bytes 29..39 of a complete CRI line whose timestamp has 9 fraction digits and a Z.
-_FAST_HEADERS = {
-    b"Z stdout F ": records.STREAM_CODES["stdout"],
-    b"Z stderr F ": records.STREAM_CODES["stderr"],
-}
 _PARSE_ERROR = records.FLAG_PARSE_ERROR
 _DEFAULT_LEVEL = enrichment.DEFAULT_LEVELS
 
@@ -110,6 +104,7 @@ class Config:
     json_level_field: str = "level"
     json_execution_field: str = "executionId"
     execution_id: str = ""
+    bulk: bool = True  # False sends every line through the general path (tests compare the two)
 
 
 class FileSource:
@@ -197,13 +192,14 @@ class FileSource:
                 self._rest = buffer
             return len(data)
         self._rest = buffer[cut + 1 :]
-        lines = buffer[:cut].split(b"\n")
+        block = buffer[:cut]
+        lines = block.split(b"\n")
         if self._long is not None:
             self._fragment(lines[0] + b"\n", now, final=True)
             del lines[0]
         if not self.format and lines:
             self._set_format(formats.detect(lines[0]))
-        self._lines(lines, now)
+        self._lines(lines, block, now)
         return len(data)
 
     def _set_format(self, name: str) -> None:
@@ -211,91 +207,44 @@ class FileSource:
         self._parse = formats.PARSERS[name]
         self._header_length = formats.HEADER_LENGTHS[name]
 
-    def _lines(self, lines: list[bytes], now: float) -> None:
-        if self.format != "cri" or self.skip_until > self.consumed:
+    def _lines(self, lines: list[bytes], block: bytes, now: float) -> None:
+        if self.format != "cri" or self.skip_until > self.consumed or not self.config.bulk:
             for line in lines:
-                start = self.consumed
-                self.consumed = start + len(line) + 1  # _line reads the end from here
-                self._line(line, start, now)
+                self._general(line, now)
             self.lines_read += len(lines)
             return
-        # The fast path; see the module docstring. Keep it flat: every attribute lookup counts.
-        cols = self.builder
-        ts_add, end_add = cols.ts.append, cols.ends.append
-        stream_add, level_add, flag_add = cols.streams.append, cols.levels.append, cols.flags.append
-        text_add, length_add = cols.texts.append, cols.lengths.append
-        exec_index, exec_ids = cols.exec_index, cols.exec_ids
-        attrs_index, attrs_json = cols.attrs_index, cols.attrs_json
-        headers = _FAST_HEADERS
-        seconds = timestamps.prefix_cache()
-        prefix_ns = timestamps.prefix_ns
-        words = enrichment.LEADING_WORDS
-        json_fields = self.enricher.json_fields
-        label_execution = self.enricher.execution_id
+        chunk = bulk.Chunk(lines, block, self.config.line_policy.max_line_bytes)
         merger = self.merger
-        kept = 0
-        text_bytes = self.text_bytes
-        longest = self.config.line_policy.max_line_bytes + 40
-        busy = merger.busy
-        pos = self.consumed
-        last_ts = self.last_ts
-        for line in lines:
-            start = pos
-            pos += len(line) + 1
-            stream = headers.get(line[29:40])
-            base = seconds.get(line[:20])
-            if base is None:
-                base = prefix_ns(line[:20])
-            fraction = line[20:29]
-            if (
-                stream is None
-                or base is None
-                or busy
-                or len(line) > longest
-                or not fraction.isdigit()
-                or not line.isascii()
-                or line[-1] == 13
-            ):
-                self.consumed = pos
-                self.last_ts = last_ts  # an unparseable line gets its predecessor's time
-                self._line(line, start, now)
-                last_ts = self.last_ts
-                busy = merger.busy
-                continue
-            content = line[40:]
-            first = line[40:41]
-            if first == b"{":
-                level, execution_id, attrs = json_fields(content, _DEFAULT_LEVEL[stream])
-                if execution_id:
-                    exec_index.append(len(cols.ts))
-                    exec_ids.append(execution_id)
-                if attrs:
-                    attrs_index.append(len(cols.ts))
-                    attrs_json.append(attrs)
-            else:
-                space = line.find(b" ", 40, 48)
-                level = words.get(line[40:space] if space > 0 else content, -1) if first else -1
-                if level < 0:
-                    level = 4 if stream == 101 else 2
-                if label_execution:
-                    exec_index.append(len(cols.ts))
-                    exec_ids.append(label_execution)
-            last_ts = base + int(fraction)
-            ts_add(last_ts)
-            end_add(pos)
-            stream_add(stream)
-            level_add(level)
-            flag_add(0)
-            text_add(content)
-            length = len(line) - 40
-            length_add(length)
-            text_bytes += length
-            kept += 1
-        merger.counts["kept"] += kept
-        self.last_ts = last_ts
-        self.consumed = pos
-        self.text_bytes = text_bytes
+        cols = self.builder
+        at = 0
+        for stop in [*chunk.irregular, len(lines)]:
+            # While a partial is pending, lines go through the merger: one may continue it, and
+            # a complete line of the other stream must wait behind it.
+            while at < stop and merger.busy:
+                self._general(lines[at], now)
+                at += 1
+            if at < stop:
+                self.text_bytes += chunk.append_run(
+                    cols,
+                    at,
+                    stop,
+                    self.consumed,
+                    self.enricher.json_fields,
+                    self.enricher.execution_id,
+                )
+                merger.counts["kept"] += stop - at
+                self.consumed = cols.ends[-1]
+                self.last_ts = cols.ts[-1]
+                at = stop
+            if stop < len(lines):
+                self._general(lines[stop], now)
+                at = stop + 1
         self.lines_read += len(lines)
+
+    def _general(self, line: bytes, now: float) -> None:
+        start = self.consumed
+        self.consumed = start + len(line) + 1  # _line reads the end from here
+        self._line(line, start, now)
 
     def _line(self, line: bytes, start: int, now: float) -> None:
         """The general path for one physical line spanning [start, self.consumed)."""

@@ -1,0 +1,167 @@
+"""Whole CRI lines turned into batch columns a read buffer at a time.
+
+Nearly every line of a container log is complete (`F`), ASCII, under the line limit, and starts
+with the 40-byte header containerd writes: `2024-01-02T03:04:05.123456789Z stdout F `. For a run
+of such lines each column of the batch is computed for the whole run with `map` over C functions
+(slices, dict lookups, `int`, `accumulate`), so the interpreter does not execute a loop body per
+line; only JSON lines get a Python call each, for their fields. At a few microseconds per line,
+one bytecode loop iteration with a dozen operations is most of the budget.
+
+`Chunk` finds, with the same bulk operations, the lines that do not have that shape (partials,
+other timestamp forms, CRLF, non-ASCII or oversize lines, parse errors); `FileSource` feeds those,
+and everything while a partial line is pending, through the general path. Both paths give the
+same records; tests/agent/test_bulk_equivalence.py holds them to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import accumulate, compress, islice, repeat
+from operator import add, itemgetter, sub
+from typing import Final
+
+from tailrace.agent import enrichment, timestamps
+from tailrace.wire import codec
+
+HEADER = 40  # bytes before the content: timestamp (30), " stdout F " (10)
+
+# What bytes 29..40 of a line say about it: the end of the timestamp, stream, tag, and the first
+# content byte, which tells a JSON line (`{`) from a plain one. Anything else is not whole-line
+# material. A line that is exactly its header (empty content) has only bytes 29..39.
+_PLAIN_OUT, _JSON_OUT, _PLAIN_ERR, _JSON_ERR = 1, 2, 3, 4
+_KINDS: Final[dict[bytes, int]] = {}
+for _stream, _plain, _json in (
+    (b"stdout", _PLAIN_OUT, _JSON_OUT),
+    (b"stderr", _PLAIN_ERR, _JSON_ERR),
+):
+    _tail = b"Z " + _stream + b" F "
+    _KINDS[_tail] = _plain
+    for _byte in range(256):
+        _KINDS[_tail + bytes([_byte])] = _json if _byte == 0x7B else _plain
+
+
+def _table(mapping: dict[int, int]) -> bytes:
+    return bytes(mapping.get(kind, 0) for kind in range(256))
+
+
+_STREAM_OF: Final = _table(
+    {
+        _PLAIN_OUT: enrichment.STDOUT,
+        _JSON_OUT: enrichment.STDOUT,
+        _PLAIN_ERR: enrichment.STDERR,
+        _JSON_ERR: enrichment.STDERR,
+    }
+)
+_DEFAULT_LEVEL_OF: Final = _table(
+    {kind: enrichment.DEFAULT_LEVELS[stream] for kind, stream in enumerate(_STREAM_OF) if stream}
+)
+_IS_JSON: Final = _table({_JSON_OUT: 1, _JSON_ERR: 1})
+
+_KIND_BYTES = itemgetter(slice(29, HEADER + 1))
+_PREFIX = itemgetter(slice(0, 20))  # `2024-01-02T03:04:05.`: the second, cached by timestamps
+_FRACTION = itemgetter(slice(20, 29))
+_CONTENT = itemgetter(slice(HEADER, None))
+# Enough of the content to hold any leading level word and the space after it.
+_WORD_WINDOW = itemgetter(slice(HEADER, HEADER + enrichment.LEADING_MAX + 1))
+_FIRST = itemgetter(0)
+
+
+class Chunk:
+    """The physical lines of one read buffer, classified for the bulk path."""
+
+    __slots__ = ("bases", "fractions", "irregular", "kinds", "lengths", "lines", "prefixes")
+
+    def __init__(self, lines: list[bytes], block: bytes, max_line_bytes: int) -> None:
+        """`block` holds `lines` (and maybe more): one scan of it clears them all of a CR or a
+        non-ASCII byte, so the per-line checks run only when it has one."""
+        self.lines = lines
+        self.kinds = kinds = bytes(map(_KINDS.get, map(_KIND_BYTES, lines), repeat(0)))
+        self.prefixes = prefixes = list(map(_PREFIX, lines))
+        self.fractions = fractions = list(map(_FRACTION, lines))
+        self.lengths = lengths = list(map(len, lines))
+        self.bases = bases = {prefix: _base(prefix) for prefix in set(prefixes)}
+        irregular: list[int] = []
+        at = kinds.find(0)
+        while at >= 0:
+            irregular.append(at)
+            at = kinds.find(0, at + 1)
+        if None in bases.values():
+            irregular += [i for i, prefix in enumerate(prefixes) if bases[prefix] is None]
+        if not all(map(bytes.isdigit, fractions)):
+            irregular += [i for i, fraction in enumerate(fractions) if not fraction.isdigit()]
+        if lengths and max(lengths) > HEADER + max_line_bytes:
+            longest = HEADER + max_line_bytes
+            irregular += [i for i, length in enumerate(lengths) if length > longest]
+        if not block.isascii():
+            irregular += [i for i, line in enumerate(lines) if not line.isascii()]
+        if b"\r" in block:
+            # containerd keeps a CR before the newline; the general path strips it.
+            irregular += [i for i, line in enumerate(lines) if line.endswith(b"\r")]
+        self.irregular = sorted(set(irregular)) if irregular else irregular
+
+    def append_run(
+        self,
+        cols: codec.Columns,
+        start: int,
+        stop: int,
+        offset: int,
+        json_fields: Callable[[bytes, int], tuple[int, str, bytes]],
+        label_execution_id: str,
+    ) -> int:
+        """Append lines[start:stop] (none of them irregular), the first starting at file offset
+        `offset`, as kept records; returns their content bytes."""
+        count = stop - start
+        run = self.lines[start:stop]
+        kinds = self.kinds[start:stop]
+        lengths = self.lengths[start:stop]
+        first = len(cols.ts)
+        base = self.bases.__getitem__
+        cols.ts += map(
+            add, map(base, self.prefixes[start:stop]), map(int, self.fractions[start:stop])
+        )
+        cols.ends += islice(accumulate(map(add, lengths, repeat(1)), initial=offset), 1, None)
+        cols.streams += kinds.translate(_STREAM_OF)
+        cols.flags += bytes(count)
+        contents = list(map(_CONTENT, run))
+        cols.texts += contents
+        cols.lengths += map(sub, lengths, repeat(HEADER))
+        defaults = kinds.translate(_DEFAULT_LEVEL_OF)
+        # Plain lines: the level word leading the line, else the stream's default. JSON lines get
+        # a (wasted) word lookup too, then their own level below: cheaper than sorting them out.
+        words = map(_FIRST, map(bytes.split, map(_WORD_WINDOW, run), repeat(b" "), repeat(1)))
+        levels = bytearray(map(enrichment.LEADING_WORDS.get, words, defaults))
+        ids = [label_execution_id] * count if label_execution_id else None
+        attrs_index, attrs_json = cols.attrs_index, cols.attrs_json
+        exec_index, exec_ids = cols.exec_index, cols.exec_ids
+        for k in compress(range(count), kinds.translate(_IS_JSON)):
+            level, execution_id, attrs = json_fields(contents[k], defaults[k])
+            levels[k] = level
+            if ids is not None:
+                ids[k] = execution_id
+            elif execution_id:
+                exec_index.append(first + k)
+                exec_ids.append(execution_id)
+            if attrs:
+                attrs_index.append(first + k)
+                attrs_json.append(attrs)
+        cols.levels += levels
+        if ids is not None:
+            if "" in ids:  # a JSON line said `"executionId":""`: it has none, label or not
+                kept = [k for k, execution_id in enumerate(ids) if execution_id]
+                exec_index += [first + k for k in kept]
+                exec_ids += [ids[k] for k in kept]
+            else:
+                exec_index += range(first, first + count)
+                exec_ids += ids
+        return sum(lengths) - HEADER * count
+
+
+def _base(prefix: bytes) -> int | None:
+    """Nanoseconds of a `YYYY-MM-DDTHH:MM:SS.` prefix, or None when CRI parsing would refuse it.
+
+    The timestamp grammar accepts a space for the `T`, but a CRI line's timestamp ends at its
+    first space, so such a line is not CRI at all (a parse error on the general path).
+    """
+    if b" " in prefix:
+        return None
+    return timestamps.prefix_ns(prefix)
