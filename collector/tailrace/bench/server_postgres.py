@@ -218,11 +218,12 @@ async def bench_replicas(
                 return None
             grpc_ports.append(grpc_port)
         share = total // replicas
-        for port in grpc_ports:
+        for index, port in enumerate(grpc_ports):
             parent, child = spawn.Pipe()
             process = spawn.Process(
                 target=_replica_client,
-                args=(f"127.0.0.1:{port}", share, concurrency, run, child),
+                # Each client its own sources: a source's records go through one replica.
+                args=(f"127.0.0.1:{port}", share, concurrency, f"{run}-{index}", child),
             )
             process.start()
             clients.append((process, parent))
