@@ -48,7 +48,7 @@ def text_query(
         ids = [
             row[0]
             for row in conn.execute(
-                "SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?",
+                "SELECT rowid FROM records_fts WHERE records_fts MATCH ? ORDER BY rowid LIMIT ?",
                 (scoped, fts_driven_max),
             )
         ]
