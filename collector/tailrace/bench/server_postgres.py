@@ -1,10 +1,14 @@
-"""Topping a PostgreSQL store up for `tailrace bench server` with INSERT ... SELECT.
+"""`tailrace bench server` on PostgreSQL: topping the store up with INSERT ... SELECT.
 
 The same rows as `server.fill_sqlite_by_sql` (the same 200 pods in 40 workloads, the same message
 mix and timestamps, picked by the same hashes of the id), generated inside PostgreSQL so ten million
 rows take minutes rather than an hour of Python. When the fill more than doubles the table, the
 records indexes are dropped first and rebuilt at the end (a sorted build is several times cheaper
 than maintaining them row by row); the ids come from the store's own `allocate_ids`.
+
+Also ingest through real `tailrace server` replicas sharing one store (`bench_replicas`; run it as
+`python -m tailrace.bench.server_postgres --store postgresql://...`): one pushing client process
+per replica, each with its own source keys, records/s over all of them.
 """
 
 from __future__ import annotations
@@ -144,11 +148,14 @@ def _replica_client(target: str, total: int, concurrency: int, run: str, pipe: C
                 request_serializer=lambda raw: raw,
                 response_deserializer=ingest_pb2.PushResponse.FromString,
             )
-            queue = list(reversed(requests))
             stored = 0
 
-            async def worker() -> None:
+            async def worker(lane: int) -> None:
+                # A source's batches in order, from one worker, as an agent sends them: a later
+                # batch overtaking an earlier one would make the server skip the earlier as
+                # already covered by the source's high-water mark.
                 nonlocal stored
+                queue = list(reversed(requests[lane::concurrency]))
                 while queue:
                     raw = queue.pop()
                     while True:
@@ -162,7 +169,7 @@ def _replica_client(target: str, total: int, concurrency: int, run: str, pipe: C
                     stored += reply.stored
 
             started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(lane) for lane in range(concurrency)))
             return time.perf_counter() - started, stored
 
     elapsed, stored = asyncio.run(push_all())
