@@ -110,22 +110,3 @@ async def test_a_schema_1_database_opens_upgraded_with_its_records_searchable(
     scoped = "SELECT count(*) FROM records_fts WHERE records_fts MATCH ?"
     assert conn.execute(scoped, (scopes,)).fetchone() == (40,)
     conn.close()
-
-
-async def test_a_message_holding_a_scope_token_widens_no_search(tmp_path: Path) -> None:
-    store = sqlite.SQLiteStore(str(tmp_path / "t.db"))
-    await store.open()
-    try:
-        sent = [
-            samples.record("plain words", pod="pod-1"),
-            samples.record("odd \ue0002 token", pod="pod-1"),
-            samples.record("other words", pod="pod-2"),
-        ]
-        await store.append([samples.batch("s", sent)])
-        assert [r.id for r in await store.query(base.Query(text="words"))] == [1, 3]
-        pod_2 = base.Query(namespace="ns", pod="pod-2", text="words")
-        assert [r.id for r in await store.query(pod_2)] == [3]
-        assert await store.query(base.Query(namespace="ns", pod="pod-2", text="odd")) == []
-        assert await store.query(base.Query(text="2")) == []
-    finally:
-        await store.close()
