@@ -79,7 +79,7 @@ def free_port() -> int:
 # -- 1. ingest --------------------------------------------------------------------------------
 
 
-def _build_requests(total: int, sources: int, run: str) -> list[bytes]:
+def build_requests(total: int, sources: int, run: str) -> list[bytes]:
     """Requests of `total` records over `sources` files; `run` makes the source keys this run's
     own, so a second run against the same persistent store is not deduplicated away."""
     rng = random.Random(1)
@@ -107,44 +107,49 @@ def _build_requests(total: int, sources: int, run: str) -> list[bytes]:
     return requests
 
 
+async def push_in_lanes(target: str, requests: list[bytes], lanes: int) -> tuple[float, int]:
+    """Push every request over one channel, `lanes` calls at a time; returns (seconds, stored).
+
+    Request i goes in lane i % lanes, and `build_requests` gives request i source i % sources
+    with sources a multiple of lanes, so each source's batches go from one lane, in order, as an
+    agent sends them: a later batch overtaking an earlier one would make the server skip the
+    earlier as already covered by the source's high-water mark.
+    """
+    async with grpc.aio.insecure_channel(
+        target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        push = channel.unary_unary(
+            "/tailrace.v1.Ingest/Push",
+            request_serializer=lambda raw: raw,
+            response_deserializer=ingest_pb2.PushResponse.FromString,
+        )
+        stored = 0
+
+        async def lane(first: int) -> None:
+            nonlocal stored
+            for raw in requests[first::lanes]:
+                while True:
+                    try:
+                        reply = await push(raw)
+                        break
+                    except grpc.aio.AioRpcError as err:
+                        if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            raise
+                        await asyncio.sleep(0.01)
+                stored += reply.stored
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(first) for first in range(lanes)))
+        return time.perf_counter() - started, stored
+
+
 def _ingest_client(target: str, total: int, concurrency: int, pipe: Connection) -> None:
     """Runs in a child process: build the requests, wait for the go, push them all."""
-    requests = _build_requests(total, sources=concurrency * 2, run=f"{time.time_ns():x}")
+    requests = build_requests(total, sources=concurrency * 2, run=f"{time.time_ns():x}")
     payload = sum(len(r) for r in requests)
     pipe.send(("ready", payload))
     pipe.recv()
-
-    async def push_all() -> tuple[float, int]:
-        async with grpc.aio.insecure_channel(
-            target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-        ) as channel:
-            push = channel.unary_unary(
-                "/tailrace.v1.Ingest/Push",
-                request_serializer=lambda raw: raw,
-                response_deserializer=ingest_pb2.PushResponse.FromString,
-            )
-            queue = list(reversed(requests))
-            stored = 0
-
-            async def worker() -> None:
-                nonlocal stored
-                while queue:
-                    raw = queue.pop()
-                    while True:
-                        try:
-                            reply = await push(raw)
-                            break
-                        except grpc.aio.AioRpcError as err:
-                            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                                raise
-                            await asyncio.sleep(0.01)
-                    stored += reply.stored
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return time.perf_counter() - started, stored
-
-    elapsed, stored = asyncio.run(push_all())
+    elapsed, stored = asyncio.run(push_in_lanes(target, requests, concurrency))
     pipe.send(("done", elapsed, stored))
 
 
@@ -370,7 +375,7 @@ def query_shapes(total: int) -> dict[str, Callable[[random.Random], base.Query]]
 
 
 async def bench_followers(
-    db_path: str, followers: int, records_to_push: int, say: Callable[[str], None]
+    store_url: str, followers: int, records_to_push: int, say: Callable[[str], None]
 ) -> dict[str, float] | None:
     http_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
@@ -380,7 +385,7 @@ async def bench_followers(
             "tailrace",
             "server",
             "--store",
-            f"sqlite://{db_path}",
+            store_url,
             "--http-addr",
             f"127.0.0.1:{http_port}",
             "--grpc-addr",
@@ -438,7 +443,9 @@ async def bench_followers(
             await asyncio.sleep(0.5)
             async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                 stub = ingest_pb2_grpc.IngestStub(channel)
-                source = records.SourceInfo("live/1:1:0", "live", "live-0", "uid-live", "app")
+                # A source key of this run's own: a persistent store holds earlier runs' marks.
+                key = f"live/{time.time_ns():x}:1:0"
+                source = records.SourceInfo(key, "live", "live-0", "uid-live", "app")
                 offset = 0
                 for i in range(records_to_push):
                     builder = codec.BatchBuilder(source)
@@ -537,10 +544,24 @@ async def _main(args: argparse.Namespace) -> int:
                 )
         finally:
             await store.close()
-        if args.skip_followers or args.store:
+        if url.startswith("postgresql://"):
+            # Replicas share the store: the issue's figure is ingest through two of them.
+            for replicas in (1, 2):
+                shared = await server_postgres.bench_replicas(
+                    url, replicas, ingest_total, args.concurrency
+                )
+                if shared is None:
+                    print(f"  {replicas} replica(s): a server did not become ready")
+                    return 1
+                print(
+                    f"ingest through {replicas} real server replica(s): "
+                    f"{shared['records_per_s']:,.0f} records/s "
+                    f"({shared['records']:,.0f} stored in {shared['seconds']:.1f} s)"
+                )
+        if args.skip_followers:
             return 0
         print(f"followers: {args.followers} HTTP followers on one pod, real `tailrace server`")
-        live = await bench_followers(db_path, args.followers, 50, lambda line: print(line))
+        live = await bench_followers(url, args.followers, 50, lambda line: print(line))
         if live is not None:
             print(
                 f"  write-to-follower p50 {live['p50_ms']:.1f} ms   p99 {live['p99_ms']:.1f} ms   "

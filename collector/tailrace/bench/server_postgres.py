@@ -6,17 +6,15 @@ rows take minutes rather than an hour of Python. When the fill more than doubles
 records indexes are dropped first and rebuilt at the end (a sorted build is several times cheaper
 than maintaining them row by row); the ids come from the store's own `allocate_ids`.
 
-Also ingest through real `tailrace server` replicas sharing one store (`bench_replicas`; run it as
-`python -m tailrace.bench.server_postgres --store postgresql://...`): one pushing client process
-per replica, each with its own source keys, records/s over all of them.
+Also ingest through real `tailrace server` replicas sharing one store (`bench_replicas`, which
+`tailrace bench server --store postgresql://...` runs with one and two replicas): one pushing
+client process per replica, each with its own source keys, records/s over all of them.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
-import random
 import subprocess
 import sys
 import time
@@ -24,16 +22,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-import grpc
 import httpx
 import psycopg
 from psycopg import sql
 
-from tailrace import records
 from tailrace.bench import server
 from tailrace.server.storage import postgres, postgres_schema
-from tailrace.wire import codec
-from tailrace.wire.v1 import ingest_pb2
 
 CHUNK: Final = 500_000
 _NAMESPACES: Final = "(ARRAY['payments', 'search', 'media', 'batch'])"
@@ -106,74 +100,12 @@ async def fill_by_sql(
 # -- ingest through several `tailrace server` replicas ------------------------------------------
 
 
-def _replica_requests(total: int, sources: int, run: str) -> list[bytes]:
-    """Like `server._build_requests`, with source keys unique to this run (a second run against
-    the same store must store its records, not find them already acknowledged)."""
-    rng = random.Random(1)
-    requests: list[bytes] = []
-    offsets = [0] * sources
-    made = 0
-    while made < total:
-        s = len(requests) % sources
-        source = records.SourceInfo(
-            key=f"bench-{run}/{s}:1:0",
-            namespace=server.NAMESPACES[s % len(server.NAMESPACES)],
-            pod=f"ingest-{s}",
-            pod_uid=f"uid-{s}",
-            container="app",
-            workload=f"Function/ingest-{s % 4}",
-        )
-        builder = codec.BatchBuilder(source)
-        for _ in range(min(server.BATCH_RECORDS, total - made)):
-            text = server.message(made, rng).encode()
-            offsets[s] += len(text) + 40
-            builder.add(server.T0 + made * 1000, ord("o"), 2, text, offsets[s])
-            made += 1
-        requests.append(ingest_pb2.PushRequest(batches=[builder.build()]).SerializeToString())
-    return requests
-
-
 def _replica_client(target: str, total: int, concurrency: int, run: str, pipe: Connection) -> None:
     """Runs in a child process: build the requests, wait for the go, push them to one replica."""
-    requests = _replica_requests(total, concurrency * 2, run)
+    requests = server.build_requests(total, concurrency * 2, run)
     pipe.send("ready")
     pipe.recv()
-
-    async def push_all() -> tuple[float, int]:
-        async with grpc.aio.insecure_channel(
-            target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-        ) as channel:
-            push = channel.unary_unary(
-                "/tailrace.v1.Ingest/Push",
-                request_serializer=lambda raw: raw,
-                response_deserializer=ingest_pb2.PushResponse.FromString,
-            )
-            stored = 0
-
-            async def worker(lane: int) -> None:
-                # A source's batches in order, from one worker, as an agent sends them: a later
-                # batch overtaking an earlier one would make the server skip the earlier as
-                # already covered by the source's high-water mark.
-                nonlocal stored
-                queue = list(reversed(requests[lane::concurrency]))
-                while queue:
-                    raw = queue.pop()
-                    while True:
-                        try:
-                            reply = await push(raw)
-                            break
-                        except grpc.aio.AioRpcError as err:
-                            if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                                raise
-                            await asyncio.sleep(0.01)
-                    stored += reply.stored
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(lane) for lane in range(concurrency)))
-            return time.perf_counter() - started, stored
-
-    elapsed, stored = asyncio.run(push_all())
-    pipe.send((elapsed, stored))
+    pipe.send(asyncio.run(server.push_in_lanes(target, requests, concurrency)))
 
 
 async def _wait_ready(port: int) -> bool:
@@ -216,7 +148,7 @@ async def bench_replicas(
                         "--grpc-addr",
                         f"127.0.0.1:{grpc_port}",
                         "--log-level",
-                        "WARNING",
+                        "ERROR",
                     ],
                     stdout=subprocess.DEVNULL,
                 )
@@ -254,29 +186,3 @@ async def bench_replicas(
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m tailrace.bench.server_postgres --store URL`: ingest through 1 and 2 replicas."""
-    p = argparse.ArgumentParser(prog="python -m tailrace.bench.server_postgres")
-    p.add_argument("--store", required=True, help="postgresql://... store URL")
-    p.add_argument("--ingest-records", type=int, default=400_000)
-    p.add_argument("--concurrency", type=int, default=4, help="concurrent Push calls per replica")
-    p.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
-    args = p.parse_args(argv)
-    for replicas in args.replicas:
-        result = asyncio.run(
-            bench_replicas(args.store, replicas, args.ingest_records, args.concurrency)
-        )
-        if result is None:
-            print(f"  {replicas} replica(s): a server did not become ready")
-            return 1
-        print(
-            f"  ingest through {replicas} replica(s): {result['records_per_s']:,.0f} records/s "
-            f"({result['records']:,.0f} stored in {result['seconds']:.1f} s)"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
