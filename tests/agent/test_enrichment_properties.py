@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailrace.agent import enrichment
+from tests.agent import linegen, reference_fields
 
 WANTED = ("level", "executionId", "method", "url", "status")
 levels = st.sampled_from(["info", "INFO", "warn", "Error", "debug", "fatal", "trace", "bogus"])
@@ -44,3 +45,47 @@ def test_fields_found_by_byte_search_match_a_json_parse(
     assert execution_id == document.get("executionId", "")
     expected_attrs = {k: document[k] for k in ("method", "url", "status") if k in document}
     assert (orjson.loads(attrs) if attrs else {}) == expected_attrs
+
+
+def expected_fields(
+    content: bytes, level_field: str, execution_field: str, label: str, default: int
+) -> tuple[int, str, bytes]:
+    """What a line's fields are, said plainly: a JSON object's own fields, else a byte search."""
+    try:
+        document = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        reference = reference_fields.Enricher(level_field, execution_field, label)
+        return reference.json_fields(content, default)
+    word = document.get(level_field)
+    level = default
+    if isinstance(word, str):
+        level = enrichment.LEVEL_WORDS.get(word.lower().encode(), default)
+    execution_id = document.get(execution_field)
+    if not isinstance(execution_id, str):
+        execution_id = label
+    attrs = {
+        name: document[name]
+        for name in ("method", "url", "status")
+        if isinstance(document.get(name), str)
+        or (type(document.get(name)) is int and document[name] >= 0)
+    }
+    return level, execution_id, orjson.dumps(attrs) if attrs else b""
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    content=linegen.json_content() | linegen.plain_content() | st.binary(max_size=80),
+    fields=st.sampled_from([("level", "executionId"), ("severity", "reqId"), ("lvl", "level")]),
+    label=st.sampled_from(["", "from-label"]),
+    default=st.sampled_from([enrichment.INFO, enrichment.ERROR]),
+)
+def test_fields_are_the_objects_own_or_else_those_a_byte_search_finds(
+    content: bytes, fields: tuple[str, str], label: str, default: int
+) -> None:
+    """Odd types, escapes, nesting, duplicates, JSON cut short: exactly the expected fields."""
+    level_field, execution_field = fields
+    tuned = enrichment.Enricher(level_field, execution_field, label)
+    expected = expected_fields(content, level_field, execution_field, label, default)
+    assert tuned.json_fields(content, default) == expected

@@ -15,7 +15,7 @@ same records; tests/agent/test_bulk_equivalence.py holds them to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import accumulate, compress, islice, repeat
 from operator import add, itemgetter, sub
 from typing import Final
@@ -56,6 +56,7 @@ _DEFAULT_LEVEL_OF: Final = _table(
     {kind: enrichment.DEFAULT_LEVELS[stream] for kind, stream in enumerate(_STREAM_OF) if stream}
 )
 _IS_JSON: Final = _table({_JSON_OUT: 1, _JSON_ERR: 1})
+_IS_PLAIN: Final = _table({_PLAIN_OUT: 1, _PLAIN_ERR: 1})
 
 _KIND_BYTES = itemgetter(slice(29, HEADER + 1))
 _PREFIX = itemgetter(slice(0, 20))  # `2024-01-02T03:04:05.`: the second, cached by timestamps
@@ -125,17 +126,38 @@ class Chunk:
         contents = list(map(_CONTENT, run))
         cols.texts += contents
         cols.lengths += map(sub, lengths, repeat(HEADER))
+        self._levels_and_fields(cols, first, run, contents, kinds, json_fields, label_execution_id)
+        return sum(lengths) - HEADER * count
+
+    @staticmethod
+    def _levels_and_fields(
+        cols: codec.Columns,
+        first: int,
+        run: list[bytes],
+        contents: list[bytes],
+        kinds: bytes,
+        json_fields: Callable[[bytes, int], tuple[int, str, bytes]],
+        label_execution_id: str,
+    ) -> None:
+        """The levels of a run, and its execution ids and attrs, the first line at index `first`.
+
+        Plain lines get the level word leading them (else the stream's default) in bulk; JSON
+        lines get a call each. The two level sequences are then merged back into line order.
+        """
         defaults = kinds.translate(_DEFAULT_LEVEL_OF)
-        # Plain lines: the level word leading the line, else the stream's default. JSON lines get
-        # a (wasted) word lookup too, then their own level below: cheaper than sorting them out.
-        words = map(_FIRST, map(bytes.split, map(_WORD_WINDOW, run), repeat(b" "), repeat(1)))
-        levels = bytearray(map(enrichment.LEADING_WORDS.get, words, defaults))
-        ids = [label_execution_id] * count if label_execution_id else None
+        is_json = kinds.translate(_IS_JSON)
+        is_plain = kinds.translate(_IS_PLAIN)
+        words = map(
+            _FIRST, map(bytes.partition, map(_WORD_WINDOW, compress(run, is_plain)), repeat(b" "))
+        )
+        plain_levels = map(enrichment.LEADING_WORDS.get, words, compress(defaults, is_plain))
+        json_levels: list[int] = []
+        ids = [label_execution_id] * len(run) if label_execution_id else None
         attrs_index, attrs_json = cols.attrs_index, cols.attrs_json
         exec_index, exec_ids = cols.exec_index, cols.exec_ids
-        for k in compress(range(count), kinds.translate(_IS_JSON)):
+        for k in compress(range(len(run)), is_json):
             level, execution_id, attrs = json_fields(contents[k], defaults[k])
-            levels[k] = level
+            json_levels.append(level)
             if ids is not None:
                 ids[k] = execution_id
             elif execution_id:
@@ -144,16 +166,23 @@ class Chunk:
             if attrs:
                 attrs_index.append(first + k)
                 attrs_json.append(attrs)
-        cols.levels += levels
+        if not json_levels:
+            cols.levels += bytes(plain_levels)
+        else:
+            cols.levels += bytes(_interleave(is_json, plain_levels, iter(json_levels)))
         if ids is not None:
             if "" in ids:  # a JSON line said `"executionId":""`: it has none, label or not
                 kept = [k for k, execution_id in enumerate(ids) if execution_id]
                 exec_index += [first + k for k in kept]
                 exec_ids += [ids[k] for k in kept]
             else:
-                exec_index += range(first, first + count)
+                exec_index += range(first, first + len(run))
                 exec_ids += ids
-        return sum(lengths) - HEADER * count
+
+
+def _interleave(mask: bytes, zeros: Iterator[int], ones: Iterator[int]) -> Iterator[int]:
+    """The next of `zeros` where `mask` has a 0, the next of `ones` where it has a 1, in C."""
+    return map(next, map((zeros, ones).__getitem__, mask))
 
 
 def _base(prefix: bytes) -> int | None:
