@@ -29,15 +29,22 @@ HEADER = 40  # bytes before the content: timestamp (30), " stdout F " (10)
 # content byte, which tells a JSON line (`{`) from a plain one. Anything else is not whole-line
 # material. A line that is exactly its header (empty content) has only bytes 29..39.
 _PLAIN_OUT, _JSON_OUT, _PLAIN_ERR, _JSON_ERR = 1, 2, 3, 4
-_KINDS: Final[dict[bytes, int]] = {}
-for _stream, _plain, _json in (
-    (b"stdout", _PLAIN_OUT, _JSON_OUT),
-    (b"stderr", _PLAIN_ERR, _JSON_ERR),
-):
-    _tail = b"Z " + _stream + b" F "
-    _KINDS[_tail] = _plain
-    for _byte in range(256):
-        _KINDS[_tail + bytes([_byte])] = _json if _byte == 0x7B else _plain
+
+
+def _kinds() -> dict[bytes, int]:
+    kinds = {}
+    for stream, plain, json in (
+        (b"stdout", _PLAIN_OUT, _JSON_OUT),
+        (b"stderr", _PLAIN_ERR, _JSON_ERR),
+    ):
+        tail = b"Z " + stream + b" F "
+        kinds[tail] = plain
+        for byte in range(256):
+            kinds[tail + bytes([byte])] = json if byte == 0x7B else plain  # `{`
+    return kinds
+
+
+_KINDS: Final = _kinds()
 
 
 def _table(mapping: dict[int, int]) -> bytes:
