@@ -72,8 +72,3 @@ def prefix_ns(prefix: bytes) -> int | None:
         _prefix_ns.clear()
     _prefix_ns[prefix] = value
     return value
-
-
-def prefix_cache() -> dict[bytes, int]:
-    """The cache behind `prefix_ns`, for a hot loop that tries a dict lookup first."""
-    return _prefix_ns
