@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tailrace.server import storage
-from tailrace.server.storage import base
+from tailrace.server.storage import base, postgres
 
 DSN = os.environ.get("TAILRACE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 _created: set[str] = set()
@@ -116,3 +116,19 @@ async def opened_store(tmp: Path) -> AsyncIterator[base.Store]:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def opened_postgres(tmp: Path) -> AsyncIterator[postgres.PostgresStore]:
+    """An open PostgreSQL store in the test's own schema, dropped afterwards (for tests that
+    look at PostgreSQL-only parts: partitions, search plans, migrations)."""
+    require()
+    schema = schema_for(tmp)
+    store = storage.open_store(url(schema))
+    assert isinstance(store, postgres.PostgresStore)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+        drop(schema)

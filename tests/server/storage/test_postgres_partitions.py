@@ -20,16 +20,8 @@ D0 = samples.T0 - samples.T0 % DAY  # midnight of the first sample day
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[postgres.PostgresStore]:
-    pg.require()
-    schema = pg.schema_for(tmp_path)
-    opened = storage.open_store(pg.url(schema))
-    assert isinstance(opened, postgres.PostgresStore)
-    await opened.open()
-    try:
+    async with pg.opened_postgres(tmp_path) as opened:
         yield opened
-    finally:
-        await opened.close()
-        pg.drop(schema)
 
 
 def partitions(schema: str) -> list[str]:

@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from tailrace.server import storage
 from tailrace.server.storage import base, postgres, postgres_search, postgres_sql
 from tests.server.storage import pg, samples
 
@@ -19,16 +18,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[postgres.PostgresStore]:
-    pg.require()
-    schema = pg.schema_for(tmp_path)
-    opened = storage.open_store(pg.url(schema))
-    assert isinstance(opened, postgres.PostgresStore)
-    await opened.open()
-    try:
+    async with pg.opened_postgres(tmp_path) as opened:
         yield opened
-    finally:
-        await opened.close()
-        pg.drop(schema)
 
 
 def _message(i: int) -> str:
