@@ -138,14 +138,7 @@ def _candidates(
     page = [key[1] for key in keys[:want]]
     if not page:
         return []
-    marks = ", ".join("?" for _ in page)
-    by_id = {
-        row[0]: row
-        for row in conn.execute(
-            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", page
-        )
-    }
-    found = [sqlite_rows.record(by_id[record_id]) for record_id in page]
+    found = [sqlite_rows.record(row) for row in _rows_in_order(conn, page)]
     if reverse:
         found.reverse()
     return found
@@ -261,19 +254,19 @@ def _fts_matches_in(
     matched = [i for i in ids if i in hits]
     if not matched:
         return []
-    marks = ", ".join("?" for _ in matched)
-    by_id = {
-        row[0]: row
-        for row in conn.execute(
-            f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})", matched
-        )
-    }
     found = []
-    for record_id in matched:
-        row = by_id[record_id]
+    for row in _rows_in_order(conn, matched):
         if len(tokens) > 1 and not sqlite_query.holds(row[14], tokens):
             continue
         found.append(sqlite_rows.record(row))
         if len(found) == want:
             break
     return found
+
+
+def _rows_in_order(conn: sqlite3.Connection, ids: list[int]) -> list[Any]:
+    """The full rows of `ids` (all present), in the order of `ids`."""
+    marks = ", ".join("?" for _ in ids)
+    query = f"SELECT {sqlite_query.COLUMNS} FROM records WHERE id IN ({marks})"
+    by_id = {row[0]: row for row in conn.execute(query, ids)}
+    return [by_id[record_id] for record_id in ids]
