@@ -26,7 +26,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from tailrace.bench import server
+from tailrace.bench import load
 from tailrace.server.storage import postgres, postgres_schema
 
 CHUNK: Final = 500_000
@@ -102,10 +102,10 @@ async def fill_by_sql(
 
 def _replica_client(target: str, total: int, concurrency: int, run: str, pipe: Connection) -> None:
     """Runs in a child process: build the requests, wait for the go, push them to one replica."""
-    requests = server.build_requests(total, concurrency * 2, run)
+    requests = load.build_requests(total, concurrency * 2, run)
     pipe.send("ready")
     pipe.recv()
-    pipe.send(asyncio.run(server.push_in_lanes(target, requests, concurrency)))
+    pipe.send(asyncio.run(load.push_in_lanes(target, requests, concurrency)))
 
 
 async def _wait_ready(port: int) -> bool:
@@ -133,7 +133,7 @@ async def bench_replicas(
     try:
         grpc_ports = []
         for _ in range(replicas):
-            http_port, grpc_port = server.free_port(), server.free_port()
+            http_port, grpc_port = load.free_port(), load.free_port()
             servers.append(
                 subprocess.Popen(  # noqa: ASYNC220 (started before any timing)
                     [
