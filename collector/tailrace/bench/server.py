@@ -217,11 +217,7 @@ def fill_sqlite_by_sql(path: str, target: int, progress: Callable[[str], None]) 
         n = min(500_000, target - have)
         conn.execute("BEGIN")
         conn.execute(_FILL_SQL, (next_id, next_id + n - 1, T0))
-        conn.execute(
-            f"INSERT INTO records_fts (rowid, message) SELECT id, {sqlite_schema.FTS_TEXT} "
-            "FROM records WHERE id BETWEEN ? AND ?",
-            (next_id, next_id + n - 1),
-        )
+        conn.execute(sqlite_schema.fts_index("id BETWEEN ? AND ?"), (next_id, next_id + n - 1))
         conn.execute("COMMIT")
         have += n
         next_id += n

@@ -378,11 +378,7 @@ class SQLiteStore:
             self._offsets[batch.source_key] = new_mark
         if rows:
             conn.executemany(_INSERT, rows)
-            conn.execute(
-                "INSERT INTO records_fts (rowid, message) "
-                f"SELECT id, {sqlite_schema.FTS_TEXT} FROM records WHERE id >= ? AND id < ?",
-                (first_id, next_id),
-            )
+            conn.execute(sqlite_schema.fts_index("id >= ? AND id < ?"), (first_id, next_id))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
             sqlite_deletion.add_totals(conn, len(rows), sum(row[19] for row in rows))
         if drops:
@@ -636,21 +632,13 @@ class SQLiteStore:
             )
             # The rows' FTS5 text names their workload ref (sqlite_schema.FTS_TEXT): index them
             # again under the new one.
-            conn.execute(
-                "INSERT INTO records_fts (records_fts, rowid, message) "
-                f"SELECT 'delete', id, {sqlite_schema.FTS_TEXT} FROM records "
-                "WHERE id IN (SELECT id FROM assigned)"
-            )
+            conn.execute(sqlite_schema.fts_unindex("id IN (SELECT id FROM assigned)"))
             cursor = conn.execute(
                 "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
                 "WHERE id IN (SELECT id FROM assigned)",
                 [workload.kind, workload.name, uid, ref],
             )
-            conn.execute(
-                "INSERT INTO records_fts (rowid, message) "
-                f"SELECT id, {sqlite_schema.FTS_TEXT} FROM records "
-                "WHERE id IN (SELECT id FROM assigned)"
-            )
+            conn.execute(sqlite_schema.fts_index("id IN (SELECT id FROM assigned)"))
             conn.execute("DELETE FROM assigned")
             conn.execute(
                 "UPDATE drops SET kind = ?, workload = ? "

@@ -30,11 +30,7 @@ def delete_chunk(conn: sqlite3.Connection, select: str, params: Sequence[Any]) -
         conn.execute("DELETE FROM doomed")
         conn.executemany("INSERT INTO doomed VALUES (?)", ids)
         # External-content FTS5 needs the indexed text to remove an entry.
-        conn.execute(
-            "INSERT INTO records_fts (records_fts, rowid, message) "
-            f"SELECT 'delete', id, {sqlite_schema.FTS_TEXT} FROM records "
-            "WHERE id IN (SELECT id FROM doomed)"
-        )
+        conn.execute(sqlite_schema.fts_unindex("id IN (SELECT id FROM doomed)"))
         (size,) = conn.execute(
             "SELECT coalesce(sum(size), 0) FROM records WHERE id IN (SELECT id FROM doomed)"
         ).fetchone()

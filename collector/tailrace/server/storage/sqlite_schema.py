@@ -21,6 +21,22 @@ from typing import Final
 FTS_TEXT: Final = "message || ' ' || char(57344) || workload_ref"
 
 
+def fts_index(where: str) -> str:
+    """SQL adding the FTS5 entries of the `records` rows that `where` selects."""
+    return (
+        f"INSERT INTO records_fts (rowid, message) SELECT id, {FTS_TEXT} FROM records WHERE {where}"
+    )
+
+
+def fts_unindex(where: str) -> str:
+    """SQL removing the FTS5 entries of the `records` rows that `where` selects (before they
+    change or go: an external-content entry is removed by repeating its indexed text)."""
+    return (
+        "INSERT INTO records_fts (records_fts, rowid, message) "
+        f"SELECT 'delete', id, {FTS_TEXT} FROM records WHERE {where}"
+    )
+
+
 def scope_token(workload_ref: int) -> str:
     """The FTS5 query term matching the rows of one workload ref (see FTS_TEXT)."""
     return f'"\ue000{workload_ref}"'
