@@ -9,6 +9,7 @@ told to fail pushes, to play a server that is down.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class FakeIngest(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
     duplicates: int = 0
     pushes: int = 0
     fail_with: grpc.StatusCode | None = None
+    push_delay_s: float = 0.0  # a slow server: each push takes this long before it is stored
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def Push(self, request: ingest_pb2.PushRequest, context: Any) -> ingest_pb2.PushResponse:
@@ -45,6 +47,8 @@ class FakeIngest(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
         if self.fail_with is not None:
             context.abort(self.fail_with, "told to fail")
+        if self.push_delay_s:
+            time.sleep(self.push_delay_s)
         response = ingest_pb2.PushResponse()
         with self.lock:
             self.pushes += 1

@@ -74,6 +74,40 @@ def test_a_full_buffer_blocks_the_reader_until_the_server_catches_up(tmp_path: P
     assert drain(buffer) == [1, 2]
 
 
+def test_a_paced_batch_waits_for_room_in_memory_instead_of_spooling(tmp_path: Path) -> None:
+    buffer = spool.Buffer(memory_bytes=250, spool_dir=tmp_path / "spool", spool_bytes=10_000)
+    assert buffer.put(sealed(0), timeout=0, spill=False)
+    assert buffer.put(sealed(1), timeout=0, spill=False)
+    assert not buffer.put(sealed(2), timeout=0.05, spill=False)  # memory full: wait, not spool
+    assert buffer.spool_bytes == 0
+    assert list((tmp_path / "spool").iterdir()) == []
+    result: list[bool] = []
+    waiting = threading.Thread(
+        target=lambda: result.append(buffer.put(sealed(2), timeout=10, spill=False))
+    )
+    waiting.start()
+    buffer.remove(len(buffer.peek(100, 0)))  # the server acknowledged one: room again
+    waiting.join(10)
+    assert result == [True]
+    assert buffer.spool_bytes == 0
+    assert drain(buffer) == [1, 2]
+
+
+def test_a_paced_batch_waits_until_the_spool_is_empty_to_keep_the_order(tmp_path: Path) -> None:
+    buffer = spool.Buffer(memory_bytes=100, spool_dir=tmp_path / "spool", spool_bytes=10_000)
+    buffer.put(sealed(0), timeout=0)
+    buffer.put(sealed(1), timeout=0)  # spooled (an outage, say)
+    buffer.remove(1)  # memory free again, refilled from the spool's head
+    buffer.put(sealed(2), timeout=0)  # spooled behind it
+    assert not buffer.put(sealed(3), timeout=0.05, spill=False)  # the spool is not empty yet
+    buffer.remove(1)
+    assert not buffer.put(sealed(3), timeout=0.05, spill=False)  # 2 is in memory: no room
+    buffer.remove(1)
+    assert buffer.put(sealed(3), timeout=0, spill=False)
+    assert buffer.spool_bytes == 0
+    assert drain(buffer) == [3]
+
+
 def test_the_spool_left_by_a_previous_process_is_emptied_on_start(tmp_path: Path) -> None:
     folder = tmp_path / "spool"
     folder.mkdir()

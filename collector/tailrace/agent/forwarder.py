@@ -25,6 +25,9 @@ log = logging.getLogger("tailrace.agent.forwarder")
 TOKEN_REFRESH_S = 60.0
 OFFSETS_TIMEOUT_S = 2.0
 OFFSETS_QUIET_S = 30.0
+# A server whose pushes succeed and answer within this long is up and merely slow: the reader
+# waits for it rather than spooling (see runner.Agent._pace). A push outstanding longer is trouble.
+ACKING_WITHIN_S = 5.0
 _PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
@@ -112,6 +115,8 @@ class Forwarder:
         self.stopping = threading.Event()  # stop once the buffer is empty (drain)
         self.abort = threading.Event()  # stop now
         self.connected = False
+        self.failing = False  # the last push failed (an outage until one succeeds)
+        self._push_started = 0.0  # when the push in flight started; 0.0: none in flight
         self.last_success = 0.0
         self._thread = threading.Thread(target=self._run, name="tailrace-forwarder", daemon=True)
 
@@ -135,13 +140,17 @@ class Forwarder:
     def _push(self, items: list[filesource.Sealed]) -> bool:
         request = frame([item.payload for item in items])
         metadata = self.metadata()
-        started = time.monotonic()
+        started = self._push_started = time.monotonic()
         try:
             response = self._push_raw(
                 request, timeout=self.push_timeout_s, metadata=metadata, wait_for_ready=False
             )
         except grpc.RpcError as err:
+            self.failing = True
+            self._push_started = 0.0
             return self._failed(err, items)
+        self._push_started = 0.0
+        self.failing = False
         self.metrics.push_seconds.observe(time.monotonic() - started)
         for ack in response.acks:
             self.state.acked(ack.key, ack.durable_offset)
@@ -153,6 +162,12 @@ class Forwarder:
         self.last_success = time.monotonic()
         self.backoff.reset()
         return True
+
+    def acknowledging(self) -> bool:
+        """The server is reachable and storing: no push failed since the last success, and the
+        one in flight (if any) has not taken ACKING_WITHIN_S yet."""
+        started = self._push_started
+        return not self.failing and (not started or time.monotonic() - started < ACKING_WITHIN_S)
 
     def durable_offset(self, key: str) -> int:
         """What the server already holds of a source this agent has no checkpoint for.
@@ -204,6 +219,7 @@ class Forwarder:
                 extra={"server": self.target, "code": code.name, "details": details},
             )
             self.metrics.rejected_batches.inc(len(items))
+            self.failing = False  # it answered: reachable
             for item in items:
                 self.state.acked(item.key, item.covered_offset)
             return True

@@ -119,3 +119,9 @@ class Metrics:
             "Time reading was paused because the send buffer was full",
             registry=registry,
         )
+        self.paced_seconds = Counter(
+            f"{PREFIX}_paced_seconds",
+            "Time reading waited for a server that is up but slower than the reader (instead of "
+            "spooling)",
+            registry=registry,
+        )

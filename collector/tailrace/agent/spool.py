@@ -1,5 +1,9 @@
 """The send buffer: bounded memory, then a bounded on-disk spool, then backpressure.
 
+The spool is for a server that is away. A server that is up but slower than the reader paces the
+reader instead (`put(..., spill=False)`, see runner.Agent._emit): writing every batch to disk and
+reading it back again only costs CPU while the server sets the pace anyway.
+
 Batches leave in the order they entered: the server's per-source high-water mark would drop an
 older batch that arrived after a newer one. So once anything is spooled, newer batches queue behind
 it on disk even when memory has room again, and memory is refilled from the spool's head.
@@ -42,10 +46,15 @@ class Buffer:
         with self._cond:
             return len(self._memory) + len(self._spooled)
 
-    def put(self, item: filesource.Sealed, timeout: float) -> bool:
-        """Queue a batch; False when memory and spool stayed full for `timeout` (backpressure)."""
+    def put(self, item: filesource.Sealed, timeout: float, spill: bool = True) -> bool:
+        """Queue a batch; False when memory and spool stayed full for `timeout` (backpressure).
+
+        With `spill` False the batch waits for room in memory instead of going to the spool
+        (nor behind batches already there): the caller paces reading to a slow server.
+        """
         with self._cond:
-            if not self._cond.wait_for(lambda: self._fits(item.size) or self.closed, timeout):
+            fits = self._fits if spill else self._fits_memory
+            if not self._cond.wait_for(lambda: fits(item.size) or self.closed, timeout):
                 return False
             if self._spooled:
                 self._spool(item)
@@ -57,6 +66,11 @@ class Buffer:
                 self._spool(item)
             self._cond.notify_all()
             return True
+
+    def _fits_memory(self, size: int) -> bool:
+        return not self._spooled and (
+            not self._memory or self.memory_bytes + size <= self.memory_limit
+        )
 
     def _fits(self, size: int) -> bool:
         if self._spooled:

@@ -381,6 +381,11 @@ class Tailer:
 
     # Reading.
 
+    def reading_rotated(self) -> bool:
+        """A file is open that is no longer its container's live file (rotated, deleted, a copy
+        or a .gz, an older restart's): its bytes may be deleted soon, so it must not wait."""
+        return any(not tracked.current for tracked in self.files.values())
+
     def pump(self, now: float) -> int:
         """One round: a chunk from every file with data. Returns the bytes read."""
         total = 0
