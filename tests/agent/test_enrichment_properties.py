@@ -89,3 +89,92 @@ def test_fields_are_the_objects_own_or_else_those_a_byte_search_finds(
     tuned = enrichment.Enricher(level_field, execution_field, label)
     expected = expected_fields(content, level_field, execution_field, label, default)
     assert tuned.json_fields(content, default) == expected
+
+
+# Pieces that make lines which are not one JSON object alone but could combine across lines:
+# an object closed early and continued, one left open, a string left open, our own separator.
+_PIECES = st.sampled_from(
+    [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b'"',
+        b'"k"',
+        b'"level":"warn"',
+        b"1",
+        b"\\",
+        b"{}",
+        b'},"x":{',
+        b'"\\u001f1":',
+        b'"\\u001F0"',
+        b"\\u001f",
+        b" ",
+        b'"status":200',
+    ]
+)
+fragments = st.lists(_PIECES, max_size=8).map(lambda parts: b"{" + b"".join(parts))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(contents=st.lists(linegen.json_content() | fragments, min_size=1, max_size=8))
+def test_many_lines_parsed_in_one_call_are_each_line_parsed_alone_or_nothing(
+    contents: list[bytes],
+) -> None:
+    """`parse_objects` gives what orjson gives for each line, or None; never another split."""
+    parsed = enrichment.parse_objects(contents)
+    alone: list[object] = []
+    for content in contents:
+        try:
+            alone.append(orjson.loads(content))
+        except orjson.JSONDecodeError:
+            alone.append(None)
+    if parsed is not None:
+        assert parsed == alone
+    elif all(isinstance(document, dict) for document in alone) and not any(
+        b"\\u001" in content for content in contents
+    ):
+        raise AssertionError("lines that are each one object were not parsed in one call")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    contents=st.lists(linegen.json_content(), min_size=1, max_size=8),
+    fields=st.sampled_from([("level", "executionId"), ("severity", "reqId"), ("lvl", "level")]),
+    label=st.sampled_from(["", "from-label"]),
+    defaults=st.lists(st.sampled_from([enrichment.INFO, enrichment.ERROR]), min_size=8),
+)
+def test_fields_of_many_lines_at_once_are_those_of_each_line(
+    contents: list[bytes], fields: tuple[str, str], label: str, defaults: list[int]
+) -> None:
+    tuned = enrichment.Enricher(*fields, label)
+    many = tuned.json_fields_many(contents, bytes(defaults[: len(contents)]))
+    if many is None:
+        return
+    each = [tuned.json_fields(c, d) for c, d in zip(contents, defaults, strict=False)]
+    assert list(zip(*many, strict=True)) == each
+
+
+def test_access_log_lines_and_odd_ones_get_the_same_fields_at_once_as_one_by_one() -> None:
+    access = [
+        b'{"level":"info","executionId":"e-%d","method":"GET","url":"/a/%d","status":%d}'
+        % (n, n, 200 + n)
+        for n in range(5)
+    ]
+    odd = [
+        b'{"level":"WaRnInG","method":"GET","url":"/b","status":true}',
+        b'{"level":7,"executionId":3,"url":null,"status":-1}',
+        b'{"level":["warn"],"executionId":""}',
+        b'{"msg":"no fields at all"}',
+        b'{"level":"bogus","method":{"a":1},"url":"/c","status":404}',
+    ]
+    for contents in (access, access + odd, odd, odd[3:4] * 3, access[::-1] + odd[:2]):
+        for label in ("", "from-label"):
+            tuned = enrichment.Enricher(execution_id=label)
+            defaults = bytes([enrichment.INFO, enrichment.ERROR] * len(contents))[: len(contents)]
+            many = tuned.json_fields_many(contents, defaults)
+            assert many is not None
+            each = [tuned.json_fields(c, d) for c, d in zip(contents, defaults, strict=True)]
+            assert list(zip(*many, strict=True)) == each

@@ -15,7 +15,7 @@ same records; tests/agent/test_bulk_equivalence.py holds them to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import accumulate, compress, islice, repeat
 from operator import add, itemgetter, sub
 from typing import Final
@@ -113,8 +113,7 @@ class Chunk:
         start: int,
         stop: int,
         offset: int,
-        json_fields: Callable[[bytes, int], tuple[int, str, bytes]],
-        label_execution_id: str,
+        enricher: enrichment.Enricher,
     ) -> int:
         """Append lines[start:stop] (none of them irregular), the first starting at file offset
         `offset`, as kept records; returns their content bytes."""
@@ -133,7 +132,7 @@ class Chunk:
         contents = list(map(_CONTENT, run))
         cols.texts += contents
         cols.lengths += map(sub, lengths, repeat(HEADER))
-        self._levels_and_fields(cols, first, run, contents, kinds, json_fields, label_execution_id)
+        self._levels_and_fields(cols, first, run, contents, kinds, enricher)
         return sum(lengths) - HEADER * count
 
     @staticmethod
@@ -143,14 +142,15 @@ class Chunk:
         run: list[bytes],
         contents: list[bytes],
         kinds: bytes,
-        json_fields: Callable[[bytes, int], tuple[int, str, bytes]],
-        label_execution_id: str,
+        enricher: enrichment.Enricher,
     ) -> None:
         """The levels of a run, and its execution ids and attrs, the first line at index `first`.
 
         Plain lines get the level word leading them (else the stream's default) in bulk; JSON
-        lines get a call each. The two level sequences are then merged back into line order.
+        lines are parsed in one call (`Enricher.json_fields_many`), or, when that cannot be
+        done, get a call each. The two level sequences are then merged back into line order.
         """
+        label_execution_id = enricher.execution_id
         defaults = kinds.translate(_DEFAULT_LEVEL_OF)
         is_json = kinds.translate(_IS_JSON)
         is_plain = kinds.translate(_IS_PLAIN)
@@ -162,8 +162,26 @@ class Chunk:
         ids = [label_execution_id] * len(run) if label_execution_id else None
         attrs_index, attrs_json = cols.attrs_index, cols.attrs_json
         exec_index, exec_ids = cols.exec_index, cols.exec_ids
-        for k in compress(range(len(run)), is_json):
-            level, execution_id, attrs = json_fields(contents[k], defaults[k])
+        json_at = list(compress(range(len(run)), is_json))
+        many = (
+            enricher.json_fields_many(
+                list(compress(contents, is_json)), bytes(compress(defaults, is_json))
+            )
+            if len(json_at) > 1
+            else None
+        )
+        if many is not None:
+            json_levels, json_ids, json_attrs = many
+            if ids is not None:
+                for k, execution_id in zip(json_at, json_ids, strict=True):
+                    ids[k] = execution_id
+            else:
+                exec_index += map(add, compress(json_at, json_ids), repeat(first))
+                exec_ids += filter(None, json_ids)
+            attrs_index += map(add, compress(json_at, json_attrs), repeat(first))
+            attrs_json += filter(None, json_attrs)
+        for k in json_at if many is None else ():
+            level, execution_id, attrs = enricher.json_fields(contents[k], defaults[k])
             json_levels.append(level)
             if ids is not None:
                 ids[k] = execution_id

@@ -10,7 +10,9 @@ of the line is lost. See docs/decisions/0011-agent-bulk-reading.md.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from itertools import chain, repeat
+from typing import Final, cast
 
 import orjson
 
@@ -122,6 +124,67 @@ def _string(raw: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _attrs(method: object, url: object, status: object) -> bytes:
+    """The attrs JSON of a line's HTTP fields: those of a valid type, b"" when none."""
+    if method is None and url is None and status is None:  # most lines but access logs
+        return b""
+    attrs = {}
+    if _is_http_value(method):
+        attrs["method"] = method
+    if _is_http_value(url):
+        attrs["url"] = url
+    if _is_http_value(status):
+        attrs["status"] = status
+    # A copy (`%b` builds a new object), not orjson's own bytes: those sit in a larger block
+    # that realloc shrank in place, and thousands of them held until the batch is sent pin
+    # tens of MB of heap that nothing else fits into.
+    return _COPY % _dumps(attrs) if attrs else b""
+
+
+_COPY: Final = b"%b"
+# STRING_LEVELS.get over any parsed value (hashable or not: a list raises TypeError).
+_LEVEL_OR: Final = cast(Callable[[object, int], int], STRING_LEVELS.get)
+_STR: Final = {str}
+_INT: Final = {int}
+_NONE: Final = {type(None)}
+# Separators that wrap many JSON lines into one object, `{"\u001f0":<line>,"\u001f1":<line>}`,
+# and the keys they parse to; grown on demand.
+_SEPARATORS: list[bytes] = []
+_KEYS: list[str] = []
+_ESCAPE: Final = b"\\u001"
+
+
+def parse_objects(contents: list[bytes]) -> list[dict[str, object]] | None:
+    r"""orjson.loads of each line (each starts with `{`), in one call; None unless every line
+    is exactly one JSON object, and then only when that can be told for sure.
+
+    The lines are wrapped as the values of one object under keys of their own,
+    `{"\u001f0":line0,"\u001f1":line1,...}`. No line holds `\u001` (checked by counting it in
+    the whole text: the separators hold one each), so no line can write a key that decodes to
+    one of those; and a separator's quote cannot close a string a line left open (the `\` after
+    it would be outside a string: no JSON). So if the parsed object has exactly these keys, in
+    this order, every separator's key sat at the top level: the text between two of them, one
+    line, was one complete value at the top level (a line that closed its object early and went
+    on would add a key of its own; one that left it open would swallow the next key). A value
+    parses alone as it does inside the wrapper, so each is what `orjson.loads(line)` gives.
+    """
+    n = len(contents)
+    if n > len(_KEYS):
+        for k in range(len(_KEYS), max(n, 2 * len(_KEYS))):
+            _SEPARATORS.append(b'%s"\\u001f%d":' % (b"," if k else b"{", k))
+            _KEYS.append(f"\x1f{k}")
+    text = b"".join(chain(chain.from_iterable(zip(_SEPARATORS, contents, strict=False)), (b"}",)))
+    if text.count(_ESCAPE) != n:
+        return None
+    try:
+        wrapped = _loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if len(wrapped) != n or list(wrapped) != _KEYS[:n]:
+        return None
+    return list(wrapped.values())
+
+
 class Enricher:
     """Field extraction for one workload's settings."""
 
@@ -160,6 +223,62 @@ class Enricher:
             return self.search_fields(content, default_level)
         if not isinstance(document, dict):
             return self.search_fields(content, default_level)
+        return self._document_fields(document, default_level)
+
+    def json_fields_many(
+        self, contents: list[bytes], defaults: bytes
+    ) -> tuple[list[int], list[str], list[bytes]] | None:
+        """`json_fields` of many lines that start with `{` (each with its default level), as
+        three lists; None when they cannot be parsed in one call (then ask line by line).
+
+        One orjson call for the lot (see `parse_objects`), and each field read for all of them
+        with `map` over C functions; only the odd values (a level word in another case, a
+        missing execution id, HTTP fields of other types) take a Python step each.
+        """
+        documents = parse_objects(contents)
+        if documents is None:
+            return None
+        get = dict.get
+        values: list[object] = list(map(get, documents, repeat(self._level_name)))
+        try:
+            levels = list(map(_LEVEL_OR, values, repeat(-1)))
+        except TypeError:  # an unhashable level (an array, an object): the general rule, each
+            fields = list(map(self._document_fields, documents, defaults))
+            return [f[0] for f in fields], [f[1] for f in fields], [f[2] for f in fields]
+        if -1 in levels:
+            for k in [k for k, level in enumerate(levels) if level < 0]:
+                value = values[k]
+                levels[k] = (
+                    STRING_LEVELS.get(value.lower(), defaults[k])
+                    if isinstance(value, str)
+                    else defaults[k]
+                )
+        found: list[object] = list(map(get, documents, repeat(self._execution_name)))
+        if set(map(type, found)) == _STR:
+            ids = cast(list[str], found)
+        else:
+            label = self.execution_id
+            ids = [value if isinstance(value, str) else label for value in found]
+        methods: list[object] = list(map(get, documents, repeat("method")))
+        urls: list[object] = list(map(get, documents, repeat("url")))
+        statuses: list[object] = list(map(get, documents, repeat("status")))
+        if (
+            set(map(type, methods)) == _STR
+            and set(map(type, urls)) == _STR
+            and set(map(type, statuses)) == _INT
+            and min(cast(list[int], statuses)) >= 0
+        ):  # an access log: every line has all three, and they are all valid
+            pairs = map(zip, repeat(HTTP_FIELDS), zip(methods, urls, statuses, strict=True))
+            attrs = list(map(_COPY.__mod__, map(_dumps, map(dict, pairs))))
+        elif set(map(type, methods)) | set(map(type, urls)) | set(map(type, statuses)) == _NONE:
+            attrs = [b""] * len(documents)
+        else:
+            attrs = list(map(_attrs, methods, urls, statuses))
+        return levels, ids, attrs
+
+    def _document_fields(
+        self, document: dict[str, object], default_level: int
+    ) -> tuple[int, str, bytes]:
         get = document.get
         value = get(self._level_name)
         if isinstance(value, str):
@@ -170,20 +289,7 @@ class Enricher:
             level = default_level
         value = get(self._execution_name)
         execution_id = value if isinstance(value, str) else self.execution_id
-        method, url, status = get("method"), get("url"), get("status")
-        if method is None and url is None and status is None:  # most lines but access logs
-            return level, execution_id, b""
-        attrs = {}
-        if _is_http_value(method):
-            attrs["method"] = method
-        if _is_http_value(url):
-            attrs["url"] = url
-        if _is_http_value(status):
-            attrs["status"] = status
-        # A copy (`%b` builds a new object), not orjson's own bytes: those sit in a larger block
-        # that realloc shrank in place, and thousands of them held until the batch is sent pin
-        # tens of MB of heap that nothing else fits into.
-        return level, execution_id, b"%b" % _dumps(attrs) if attrs else b""
+        return level, execution_id, _attrs(get("method"), get("url"), get("status"))
 
     def search_fields(self, content: bytes, default_level: int) -> tuple[int, str, bytes]:
         """`json_fields` of a line that is not JSON, by byte search for the names.

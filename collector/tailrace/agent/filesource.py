@@ -229,8 +229,7 @@ class FileSource:
                     at,
                     stop,
                     self.consumed,
-                    self.enricher.json_fields,
-                    self.enricher.execution_id,
+                    self.enricher,
                 )
                 merger.counts["kept"] += stop - at
                 self.consumed = cols.ends[-1]
