@@ -70,8 +70,22 @@ async def test_a_version_1_store_upgrades_and_finds_its_old_rows(
                     "WHERE i.inhparent = to_regclass(%s)",
                     (schema, f'"{schema}".records_search'),
                 ).fetchone() or (0,)
-            assert version == postgres_schema.CURRENT_VERSION == 2
+                walk_indexes = conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                    "AND tablename = 'records' AND indexname LIKE 'records_workload_%%' "
+                    "ORDER BY indexname",
+                    (schema,),
+                ).fetchall()
+                (options,) = conn.execute(
+                    "SELECT c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = to_regclass(%s)",
+                    (f'"{schema}".records',),
+                ).fetchone() or (None,)
+            assert version == postgres_schema.CURRENT_VERSION == 3
             assert "array_to_tsvector" in definition
+            # Migration 3: the walk's indexes, and day partitions vacuumed every 100,000 rows.
+            assert walk_indexes == [("records_workload_long",), ("records_workload_words",)]
+            assert "autovacuum_vacuum_insert_threshold=100000" in (options or [])
             assert analyzed > 0
             await store.append(
                 [samples.batch("s", [samples.record("refused again", ts_ns=samples.T0 + 9)], 100)]

@@ -128,3 +128,72 @@ def test_frequencies_are_weighted_by_partition_rows() -> None:
     assert combined.of("b") == pytest.approx(0.03)
     assert combined.of("c") == 0.0
     assert postgres_search.combine([]).of("a") == 0.0
+
+
+# Tokens too long for the walk index (postgres_schema.SHORT_ROW_BYTES): such rows have an index of
+# their own, which a workload's walk merges with the walk index in time order.
+_LONG = " ".join(f"w{i}" for i in range(700))
+
+
+async def _fill_with_long_rows(store: postgres.PostgresStore) -> None:
+    sent = [
+        samples.record(
+            f"retry {_LONG} n{i}" if i % 9 == 0 else _message(i),
+            ts_ns=samples.T0 + (i // 3) * 1000,
+            pod="pod-a" if i % 2 == 0 else "pod-b",
+            kind="Function",
+            workload="hello",
+        )
+        for i in range(1_200)
+    ]
+    await store.append([samples.batch("fill", sent)])
+    with psycopg.connect(pg.DSN, autocommit=True) as conn:
+        conn.execute(f'VACUUM (ANALYZE) "{store.schema}".records')
+
+
+def _in_workload(**fields: Any) -> base.Query:
+    return base.Query(namespace="ns", kind="Function", workload="hello", **fields)
+
+
+WORKLOAD_QUERIES = [
+    _in_workload(text="retry", order="desc", limit=30),
+    _in_workload(text="retry", order="asc", limit=30, after=(samples.T0 + 30_000, 5)),
+    _in_workload(text="retry", tail=25),
+    _in_workload(text="w1 w2", order="desc", limit=10),
+    _in_workload(text="timeout retry", order="desc", limit=20, since_ns=samples.T0 + 100_000),
+]
+
+
+async def test_a_workload_walk_merges_long_rows_in_time_order(
+    store: postgres.PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _fill_with_long_rows(store)
+    monkeypatch.setattr(postgres_search, "WALK_EXPECTED", 0)
+    by_index = [[r.id for r in await store.query(q)] for q in WORKLOAD_QUERIES]
+    monkeypatch.setattr(postgres_search, "WALK_EXPECTED", 1_000_000)
+    walked = _walks(monkeypatch)
+    by_walk = [[r.id for r in await store.query(q)] for q in WORKLOAD_QUERIES]
+    assert len(walked) >= len(WORKLOAD_QUERIES)
+    assert by_walk == by_index
+    long_rows = await store.query(_in_workload(text="w699", limit=1000))
+    assert len(long_rows) == 134
+    assert {r.id for r in long_rows} & set(by_walk[0])  # long rows among the newest hits
+    assert all(by_walk)
+    assert by_walk[3] == [r.id for r in long_rows[::-1][:10]]
+
+
+async def test_a_workload_walk_reads_the_walk_index_alone(store: postgres.PostgresStore) -> None:
+    await _fill_with_long_rows(store)
+    query = _in_workload(text="retry", order="desc", limit=30)
+    statement, params = postgres_sql.walk(query, 1 << 62, postgres_search.WALK_ROWS)
+    with psycopg.connect(pg.DSN, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{store.schema}"')
+        conn.execute("SET enable_seqscan = off")  # a table this small would be read whole
+        plan = "\n".join(
+            line
+            for (line,) in conn.execute(
+                f"EXPLAIN (ANALYZE, COSTS OFF) {statement}".encode(), params
+            ).fetchall()
+        )
+    assert "Index Only Scan" in plan
+    assert "Heap Fetches: 0" in plan

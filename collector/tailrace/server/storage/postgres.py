@@ -546,36 +546,54 @@ async def _walk(
     conn: psycopg.AsyncConnection[Any], query: base.Query, watermark: int
 ) -> list[base.StoredRecord]:
     """A text search by walking the scope in time order (see postgres_search), finished through
-    the word index from where the walk gave up when it found too few."""
+    the word index from where the walk gave up when it found too few. The walk reads keys only
+    (from the walk index for a workload, plus that stretch's long rows); the page's full rows
+    are read by key afterwards."""
     rows = postgres_search.WALK_ROWS
     wanted = query.tail if query.tail is not None else query.limit
+    descending = query.tail is not None or query.order == "desc"
     statement, params = postgres_sql.walk(query, watermark, rows)
     cursor = await conn.execute(statement.encode(), params)
-    hits = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
-    if len(hits) < wanted:
-        # Too few: walk again, numbered, to learn whether (and where) the walk gave up.
-        statement, params = postgres_sql.walk(query, watermark, rows, numbered=True)
+    keys: list[tuple[int, int]] = []
+    gave_up: tuple[int, int] | None = None
+    for ts, record_id, hit, place in await cursor.fetchall():
+        if hit:
+            keys.append((ts, record_id))
+        if place == rows:
+            gave_up = (ts, record_id)
+    if postgres_sql.walks_words_index(query):
+        # The walk saw the short rows up to where it stopped: the wanted-th hit, the row where
+        # it gave up, or the scope's end. The long rows of that stretch join them in order.
+        stopped = keys[-1] if len(keys) >= wanted else gave_up
+        statement, params = postgres_sql.walk_long(query, watermark, stopped)
         cursor = await conn.execute(statement.encode(), params)
-        hits = []
-        gave_up: tuple[int, int] | None = None
-        for row in await cursor.fetchall():
-            *columns, hit, place = row
-            record = postgres_sql.from_row(tuple(columns))
-            if hit:
-                hits.append(record)
-            if place == rows:
-                gave_up = (record.ts_ns, record.id)
-        if gave_up is not None and len(hits) < wanted:
-            statement, params = postgres_sql.select(
-                query, watermark, beyond=gave_up, limit=wanted - len(hits)
-            )
-            cursor = await conn.execute(statement.encode(), params)
-            rest = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
-            if query.tail is not None:
-                # The walk went newest first; a tail answers oldest first, and the rest is older.
-                return rest + hits[::-1]
-            return hits + rest
-    return hits[::-1] if query.tail is not None else hits
+        long_keys = [(ts, record_id) for ts, record_id in await cursor.fetchall()]
+        if long_keys:
+            keys = sorted(keys + long_keys, reverse=descending)[:wanted]
+    rest: list[base.StoredRecord] = []
+    if gave_up is not None and len(keys) < wanted:
+        statement, params = postgres_sql.select(
+            query, watermark, beyond=gave_up, limit=wanted - len(keys)
+        )
+        cursor = await conn.execute(statement.encode(), params)
+        rest = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+    hits = await _rows_in_order(conn, keys)
+    if query.tail is not None:
+        # The walk went newest first; a tail answers oldest first, and the rest is older.
+        return rest + hits[::-1]
+    return hits + rest
+
+
+async def _rows_in_order(
+    conn: psycopg.AsyncConnection[Any], keys: list[tuple[int, int]]
+) -> list[base.StoredRecord]:
+    """The full records of `keys`, in the order of `keys`."""
+    if not keys:
+        return []
+    statement, params = postgres_sql.rows_by_key(keys)
+    cursor = await conn.execute(statement.encode(), params)
+    by_id = {record.id: record for record in map(postgres_sql.from_row, await cursor.fetchall())}
+    return [by_id[record_id] for _, record_id in keys]
 
 
 async def _assign(

@@ -12,6 +12,11 @@ come within `WALK_EXPECTED` rows; rarer words (a word ANALYZE did not list is ra
 listed one) go through the word index as before. The walk is bounded (`postgres_sql.walk`): when
 the word turns out rarer in this scope than overall, or other filters thin it out, the store goes
 on past the last walked row through the word index, so a wrong guess costs one bounded walk.
+
+A workload's walk reads the walk index (migration 3: the workload's rows in time order with their
+tokens, for rows whose tokens fit a B-tree entry) with an index-only scan, about 8,000 rows in 190
+index pages instead of 8,000 heap pages, then the same stretch's long rows through their own
+index, then the page's full rows by key.
 """
 
 from __future__ import annotations

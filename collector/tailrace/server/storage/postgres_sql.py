@@ -315,20 +315,73 @@ def select(
     return sql, [*params, query.limit if limit is None else limit]
 
 
-def walk(
-    query: base.Query, watermark: int, rows: int, *, numbered: bool = False
-) -> tuple[str, Params]:
+def walk(query: base.Query, watermark: int, rows: int) -> tuple[str, Params]:
     """A text search that walks the scope's (ts_ns, id) order and tests each row's words, for a
     word common enough that the wanted rows come within the first `rows` rows of the scope.
 
     It reads at most `rows` rows, in walk order (newest first for a tail or a descending query),
-    and returns the matching ones. Fewer than wanted means the scope ended or the walk gave up;
-    to tell which, and where, ask again `numbered`: then every result row carries `hit` (it
-    matches) and `n` (its place in the walk), and a row with `n = rows` is where the walk gave
-    up (the caller goes on from there with `select(..., beyond=...)`).
+    and returns (ts_ns, id, hit, n) for the matching ones (`hit`) and for the row where it gave
+    up (`n = rows`), at most as many as wanted: fewer hits than wanted and no row numbered `rows`
+    means the scope ended. `rows_by_key` reads the hits' full rows afterwards.
+
+    A workload's walk (`walks_words_index`) reads only the rows whose tokens fit the walk index
+    (postgres_schema.WALK_INDEX_PREDICATE) and only columns it holds, so it is an index-only scan
+    over index pages (a hundred rows or so each) instead of one heap page per row (a workload's
+    rows are interleaved with every other workload's); `walk_long` then finds the long rows in
+    the same stretch.
     """
     assert query.text is not None
     assert query.after_id is None
+    terms, params = _walk_terms(query, watermark)
+    if walks_words_index(query):
+        terms.append(postgres_schema.WALK_INDEX_PREDICATE)
+    inner = (
+        f"SELECT ts_ns, id, search FROM records {where(terms)} {_walk_order(query)} LIMIT {rows:d}"
+    )
+    numbering = (
+        "SELECT ts_ns, id, search LIKE %s AS hit, row_number() OVER () AS n "
+        f"FROM ({inner}) AS walked"
+    )
+    sql = f"SELECT * FROM ({numbering}) AS numbered WHERE hit OR n = {rows:d} LIMIT %s"
+    return sql, [_walk_pattern(query), *params, _wanted(query)]
+
+
+def walk_long(
+    query: base.Query, watermark: int, before: tuple[int, int] | None
+) -> tuple[str, Params]:
+    """The (ts_ns, id) of the long rows (not in the walk index) a workload's `walk` would have
+    matched, in walk order, up to (not including) `before`, where that walk stopped; at most as
+    many as wanted."""
+    terms, params = _walk_terms(query, watermark)
+    terms.append(postgres_schema.LONG_INDEX_PREDICATE)
+    if before is not None:
+        terms.append("(ts_ns, id) > (%s, %s)" if _descending(query) else "(ts_ns, id) < (%s, %s)")
+        params.extend(before)
+    terms.append("search LIKE %s")
+    params.append(_walk_pattern(query))
+    sql = f"SELECT ts_ns, id FROM records {where(terms)} {_walk_order(query)} LIMIT %s"
+    return sql, [*params, _wanted(query)]
+
+
+def _descending(query: base.Query) -> bool:
+    return query.tail is not None or query.order == "desc"
+
+
+def _wanted(query: base.Query) -> int:
+    return query.tail if query.tail is not None else query.limit
+
+
+def _walk_pattern(query: base.Query) -> str:
+    assert query.text is not None
+    return phrase_pattern(base.text_tokens(query.text))
+
+
+def _walk_order(query: base.Query) -> str:
+    direction = " DESC" if _descending(query) else ""
+    return f"ORDER BY ts_ns{direction}, id{direction}"
+
+
+def _walk_terms(query: base.Query, watermark: int) -> tuple[list[str], Params]:
     terms, params = filters(query, text=False)
     terms.append("id <= %s")
     params.append(watermark)
@@ -336,22 +389,33 @@ def walk(
         upward = query.tail is not None or query.order == "asc"
         terms.append("(ts_ns, id) > (%s, %s)" if upward else "(ts_ns, id) < (%s, %s)")
         params.extend(query.after)
-    direction = " DESC" if query.tail is not None or query.order == "desc" else ""
-    inner = (
-        f"SELECT {SELECT_COLUMNS}, search FROM records {where(terms)} "
-        f"ORDER BY ts_ns{direction}, id{direction} LIMIT {rows:d}"
+    return terms, params
+
+
+def walks_words_index(query: base.Query) -> bool:
+    """Whether every filter of the query (but its text) is one the walk index holds: a workload,
+    and times."""
+    return (
+        query.namespace is not None
+        and query.kind is not None
+        and query.workload is not None
+        and query.pod is None
+        and not query.containers
+        and not query.streams
+        and not query.levels
+        and query.min_level is None
+        and query.execution_id is None
+        and query.restart is None
+        and not query.sources
     )
-    pattern = phrase_pattern(base.text_tokens(query.text))
-    wanted = query.tail if query.tail is not None else query.limit
-    if not numbered:
-        sql = f"SELECT {SELECT_COLUMNS} FROM ({inner}) AS walked WHERE search LIKE %s LIMIT %s"
-        return sql, [*params, pattern, wanted]
-    numbering = (
-        f"SELECT {SELECT_COLUMNS}, search LIKE %s AS hit, row_number() OVER () AS n "
-        f"FROM ({inner}) AS walked"
-    )
-    sql = f"SELECT * FROM ({numbering}) AS numbered WHERE hit OR n = {rows:d} LIMIT %s"
-    return sql, [pattern, *params, wanted]
+
+
+def rows_by_key(keys: list[tuple[int, int]]) -> tuple[str, Params]:
+    """The full rows of `keys` ((ts_ns, id) pairs, at least one), in no particular order; the
+    time bounds let PostgreSQL skip day partitions none of them is in."""
+    sql = f"SELECT {SELECT_COLUMNS} FROM records WHERE id = ANY(%s) AND ts_ns >= %s AND ts_ns <= %s"
+    times = [ts for ts, _ in keys]
+    return sql, [[record_id for _, record_id in keys], min(times), max(times)]
 
 
 def drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
