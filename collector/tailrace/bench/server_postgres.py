@@ -94,8 +94,9 @@ async def fill_by_sql(
             progress(f"  filled {have + done:,} records; building index {name}   ")
             # Definitions on a partitioned table read "ON ONLY": build every partition's too.
             await conn.execute(definition.replace(" ON ONLY ", " ON ", 1).encode())
-        # What autovacuum does within a minute (day partitions are vacuumed every 100,000 new
-        # rows): the visibility map lets a workload's text search walk its index alone.
+        # What a replica does every 50,000 appended rows (postgres.VACUUM_EVERY) and autovacuum
+        # within a minute where it is on: the visibility map lets a workload's text search walk
+        # its index alone.
         await conn.execute("VACUUM (ANALYZE) records")
 
 

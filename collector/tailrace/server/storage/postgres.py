@@ -285,9 +285,11 @@ class PostgresStore:
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             for day in days:
                 # SKIP_LOCKED: another replica's (or autovacuum's) vacuum of it is as good.
+                # TRUNCATE OFF: never try for the lock that would make appends wait.
                 await conn.execute(
                     sql.SQL(
-                        "VACUUM (INDEX_CLEANUP OFF, PROCESS_TOAST OFF, SKIP_LOCKED) {}.{}"
+                        "VACUUM (INDEX_CLEANUP OFF, PROCESS_TOAST OFF, TRUNCATE OFF, "
+                        "SKIP_LOCKED) {}.{}"
                     ).format(
                         sql.Identifier(self._schema),
                         sql.Identifier(postgres_schema.partition_name(day)),
