@@ -632,13 +632,14 @@ async def _walk(
 async def _rows_in_order(
     conn: psycopg.AsyncConnection[Any], keys: list[tuple[int, int]]
 ) -> list[base.StoredRecord]:
-    """The full records of `keys`, in the order of `keys`."""
+    """The full records of `keys`, in the order of `keys` (without any deleted since the walk
+    read them: that was another statement, with its own snapshot)."""
     if not keys:
         return []
     statement, params = postgres_sql.rows_by_key(keys)
     cursor = await conn.execute(statement.encode(), params)
     by_id = {record.id: record for record in map(postgres_sql.from_row, await cursor.fetchall())}
-    return [by_id[record_id] for _, record_id in keys]
+    return [by_id[record_id] for _, record_id in keys if record_id in by_id]
 
 
 async def _assign(
