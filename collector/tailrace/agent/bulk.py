@@ -147,8 +147,9 @@ class Chunk:
         """The levels of a run, and its execution ids and attrs, the first line at index `first`.
 
         Plain lines get the level word leading them (else the stream's default) in bulk; JSON
-        lines are parsed in one call (`Enricher.json_fields_many`), or, when that cannot be
-        done, get a call each. The two level sequences are then merged back into line order.
+        lines get their fields a run at a time (`Enricher.json_fields_many`), or, when one of
+        them does not parse, a call each. The two level sequences are then merged back into
+        line order.
         """
         label_execution_id = enricher.execution_id
         defaults = kinds.translate(_DEFAULT_LEVEL_OF)

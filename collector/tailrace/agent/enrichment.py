@@ -202,7 +202,7 @@ class Enricher:
         self, contents: list[bytes], defaults: bytes
     ) -> tuple[list[int], list[str], list[bytes]] | None:
         """`json_fields` of many lines that start with `{` (each with its default level), as
-        three lists; None when they cannot be parsed in one call (then ask line by line).
+        three lists; None when one of them does not parse (then ask line by line).
 
         The lines are parsed with `map` (a line starting with `{` that parses is an object), and
         each field is read for all of them with `map` over C functions; only the odd values (a
