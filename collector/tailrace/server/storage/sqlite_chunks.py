@@ -1,0 +1,282 @@
+"""Chunks: how the SQLite store keeps records, many to a row.
+
+A chunk holds up to `CHUNK_RECORDS` consecutive records of one origin (namespace, pod, container,
+workload, restart, source: the fields every record of one agent batch shares) with consecutive
+ids: record i of chunk c has id `c.id + i`. Its per-record columns (time, stream, level, flags,
+message, execution id, attrs) are one `tailrace.v1.Batch` protobuf in the row's `data` blob,
+the wire's own columnar layout with its C parser; the row next to it holds what the indexes and
+the planner need (min/max time, the scope refs, a bitmask of levels, the live count and bytes).
+
+The records of one chunk span at most `CHUNK_SPAN_NS` of timestamps. That bound is what lets a
+page at a cursor find every chunk straddling the cursor by an index range (`max_ts <= T + span`)
+instead of a scan: the ingest side cuts a chunk early rather than let it span more.
+
+Records deleted out of a chunk that keeps others are marked in a tombstone bitmap (`dead`, an
+integer's little-endian bytes, bit i for record i); the blob never changes, so the chunk's FTS5
+text (`fts_text`) can always be rebuilt from it, which removing an FTS5 entry requires.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Final
+
+import orjson
+
+from tailrace import conventions, records
+from tailrace.server.storage import base
+from tailrace.wire.v1 import ingest_pb2
+
+CHUNK_RECORDS: Final = 256
+CHUNK_SPAN_NS: Final = 60 * 1_000_000_000
+# Marks a scope token in FTS5 text: a private-use character that FTS5's unicode61 tokenizer keeps
+# inside a token and that a query's tokens (letters and digits) never hold.
+SCOPE_MARK: Final = "\ue000"
+
+_STREAM_CODES: Final = records.STREAM_CODES
+_STREAM_NAMES: Final = records.STREAM_NAMES
+_LEVELS: Final = conventions.LEVELS
+_LEVEL_RANK: Final = conventions.LEVEL_RANK
+_INFO: Final = _LEVEL_RANK["INFO"]
+
+# The fields every record of a chunk shares, in the order of the `origins` table's columns.
+ORIGIN_FIELDS: Final = (
+    "namespace",
+    "kind",
+    "workload",
+    "workload_uid",
+    "pod",
+    "pod_uid",
+    "container",
+    "container_id",
+    "restart",
+    "source",
+)
+origin_of = operator.attrgetter(*ORIGIN_FIELDS)
+
+
+def odd_stream(stream: str) -> str:
+    """The stream kept on the origin: '' for stdout/stderr (coded per record), else the name."""
+    return "" if stream in _STREAM_CODES else stream
+
+
+def scope_token(workload_ref: int) -> str:
+    """The FTS5 query term matching the chunks of one workload ref (see `fts_text`)."""
+    return f'"{SCOPE_MARK}{workload_ref}"'
+
+
+def fts_text(messages: Sequence[str], workload_ref: int) -> str:
+    """What FTS5 indexes for a chunk: its messages, then a token naming its workload ref."""
+    return "\n".join(messages) + f" {SCOPE_MARK}{workload_ref}"
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A chunk ready to insert."""
+
+    data: bytes
+    messages: list[str]
+    min_ts: int
+    max_ts: int
+    levels: int  # bit 1 << rank for every level present
+    size: int  # UTF-8 bytes of the messages
+    executions: set[str]
+
+
+def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
+    """The blob of `chunk` (records of one origin), built column by column."""
+    ts = [r.ts_ns for r in chunk]
+    messages = [r.message for r in chunk]
+    level_codes = bytes([_LEVEL_RANK.get(r.level, _INFO) for r in chunk])
+    joined = "".join(messages)
+    text = joined.encode()
+    if len(text) == len(joined):
+        lengths = list(map(len, messages))
+    else:
+        lengths = [len(m.encode()) for m in messages]
+    pb = ingest_pb2.Batch(
+        streams=bytes([_STREAM_CODES.get(r.stream, 0) for r in chunk]),
+        levels=level_codes,
+        flags=bytes([r.flags & 0xFF for r in chunk]),
+        text=text,
+    )
+    pb.ts_ns.extend(ts)
+    pb.text_lengths.extend(lengths)
+    executions: set[str] = set()
+    for index, record in enumerate(chunk):
+        if record.execution_id:
+            pb.execution_index.append(index)
+            pb.execution_ids.append(record.execution_id)
+            executions.add(record.execution_id)
+        if record.attrs:
+            pb.attrs_index.append(index)
+            pb.attrs_json.append(orjson.dumps(record.attrs))
+    mask = 0
+    for code in set(level_codes):
+        mask |= 1 << code
+    return Encoded(pb.SerializeToString(), messages, min(ts), max(ts), mask, len(text), executions)
+
+
+def split(run: list[base.StoredRecord]) -> Iterator[list[base.StoredRecord]]:
+    """`run` (records of one origin) cut into chunks of at most CHUNK_RECORDS records spanning
+    at most CHUNK_SPAN_NS each."""
+    for start in range(0, len(run), CHUNK_RECORDS):
+        piece = run[start : start + CHUNK_RECORDS]
+        ts = [r.ts_ns for r in piece]
+        if max(ts) - min(ts) <= CHUNK_SPAN_NS:
+            yield piece
+            continue
+        first = 0
+        low = high = ts[0]
+        for i, t in enumerate(ts):
+            low, high = min(low, t), max(high, t)
+            if high - low > CHUNK_SPAN_NS:
+                yield piece[first:i]
+                first, low, high = i, t, t
+        yield piece[first:]
+
+
+@dataclass(slots=True)
+class Origin:
+    """A row of `origins`: what every record of a chunk shares."""
+
+    namespace: str
+    kind: str
+    workload: str
+    workload_uid: str
+    pod: str
+    pod_uid: str
+    container: str
+    container_id: str
+    restart: int
+    source: str
+    stream: str  # the stream of records coded 0 (neither stdout nor stderr)
+
+
+class Chunk:
+    """A chunk read back: columns decoded on demand, records made one at a time."""
+
+    __slots__ = (
+        "_attrs",
+        "_executions",
+        "_messages",
+        "_pb",
+        "dead",
+        "id",
+        "n",
+        "origin",
+        "received_ns",
+        "ts",
+    )
+
+    def __init__(
+        self, chunk_id: int, n: int, received_ns: int, origin: Origin, dead: int, data: bytes
+    ) -> None:
+        self.id = chunk_id
+        self.n = n
+        self.received_ns = received_ns
+        self.origin = origin
+        self.dead = dead
+        self._pb = ingest_pb2.Batch.FromString(data)
+        self.ts: list[int] = list(self._pb.ts_ns)
+        self._messages: list[str] | None = None
+        self._executions: dict[int, str] | None = None
+        self._attrs: dict[int, dict[str, Any]] | None = None
+
+    @property
+    def levels(self) -> bytes:
+        return self._pb.levels
+
+    @property
+    def streams(self) -> bytes:
+        return self._pb.streams
+
+    @property
+    def flags(self) -> bytes:
+        return self._pb.flags
+
+    @property
+    def text(self) -> bytes:
+        return self._pb.text
+
+    @property
+    def lengths(self) -> Sequence[int]:
+        return self._pb.text_lengths
+
+    def live(self) -> list[int]:
+        """Indexes of the records not deleted."""
+        if not self.dead:
+            return list(range(self.n))
+        dead = self.dead
+        return [i for i in range(self.n) if not dead >> i & 1]
+
+    def messages(self) -> list[str]:
+        if self._messages is None:
+            text = self._pb.text
+            ends = list(accumulate(self._pb.text_lengths))
+            starts = [0, *ends[:-1]]
+            if text.isascii():
+                whole = text.decode("ascii")
+                self._messages = [whole[a:b] for a, b in zip(starts, ends, strict=True)]
+            else:
+                self._messages = [
+                    text[a:b].decode("utf-8", "replace") for a, b in zip(starts, ends, strict=True)
+                ]
+        return self._messages
+
+    def executions(self) -> dict[int, str]:
+        if self._executions is None:
+            pb = self._pb
+            self._executions = dict(zip(pb.execution_index, pb.execution_ids, strict=True))
+        return self._executions
+
+    def stream(self, i: int) -> str:
+        code = self._pb.streams[i]
+        return _STREAM_NAMES[code] if code else self.origin.stream
+
+    def attrs(self, i: int) -> dict[str, Any]:
+        if self._attrs is None:
+            found: dict[int, dict[str, Any]] = {}
+            pb = self._pb
+            for index, raw in zip(pb.attrs_index, pb.attrs_json, strict=True):
+                value = orjson.loads(raw)
+                if isinstance(value, dict) and value:
+                    found[index] = value
+            self._attrs = found
+        return self._attrs.get(i, {})
+
+    def record(self, i: int) -> base.StoredRecord:
+        o = self.origin
+        pb = self._pb
+        return base.StoredRecord(
+            ts_ns=self.ts[i],
+            namespace=o.namespace,
+            pod=o.pod,
+            container=o.container,
+            stream=self.stream(i),
+            level=_LEVELS[pb.levels[i]],
+            message=self.messages()[i],
+            kind=o.kind,
+            workload=o.workload,
+            workload_uid=o.workload_uid,
+            pod_uid=o.pod_uid,
+            container_id=o.container_id,
+            restart=o.restart,
+            execution_id=self.executions().get(i, ""),
+            attrs=self.attrs(i),
+            source=o.source,  # type: ignore[arg-type]
+            flags=pb.flags[i],
+            id=self.id + i,
+            received_ns=self.received_ns,
+        )
+
+
+def dead_bits(blob: bytes | None) -> int:
+    return int.from_bytes(blob, "little") if blob else 0
+
+
+def dead_blob(bits: int) -> bytes | None:
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little") if bits else None
