@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tailrace.server.storage import base, sqlite, sqlite_schema
+from tailrace.server.storage import base, sqlite, sqlite_chunks, sqlite_schema
 from tests.server.storage import samples
 
 
@@ -101,12 +101,12 @@ async def test_a_schema_1_database_opens_upgraded_with_its_records_searchable(
     # Every FTS5 entry removed with its row: deletes repeated the text that was indexed, also for
     # the rows re-indexed when their pod was attributed.
     conn = sqlite3.connect(path)
-    left = "SELECT count(*) FROM records_fts WHERE records_fts MATCH '\"refused\"'"
+    left = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH '\"refused\"'"
     assert conn.execute(left).fetchone() == (0,)
     assert conn.execute(
-        "SELECT count(*) FROM records_fts WHERE records_fts MATCH 'handled'"
+        "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'handled'"
     ).fetchone() == (40,)
-    scopes = f"{sqlite_schema.scope_token(1)} OR {sqlite_schema.scope_token(2)}"
-    scoped = "SELECT count(*) FROM records_fts WHERE records_fts MATCH ?"
+    scopes = f"{sqlite_chunks.scope_token(1)} OR {sqlite_chunks.scope_token(2)}"
+    scoped = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
     assert conn.execute(scoped, (scopes,)).fetchone() == (40,)
     conn.close()

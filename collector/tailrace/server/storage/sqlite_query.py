@@ -298,20 +298,43 @@ class RecordTest:
         return picked
 
 
+_ASCII_TOKEN_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
 def _holding(chunk: sqlite_chunks.Chunk, picked: list[int], tokens: list[str]) -> list[int]:
+    """The records of `picked` whose message holds `tokens` (see `holds`)."""
     text = chunk.text
-    messages = chunk.messages()
     if not text.isascii():
+        messages = chunk.messages()
         return [i for i in picked if holds(messages[i], tokens)]
-    # ASCII: find the first token in the whole column at once, then check only those records.
+    # ASCII: the first token is looked for in the whole column at once. For one token, a find
+    # with a non-token byte (or the message's edge) on both sides is a match; a phrase is then
+    # checked word by word, in the records found only.
     lowered = text.lower()
     needle = tokens[0].encode()
+    width = len(needle)
     ends = list(accumulate(chunk.lengths))
+    single = len(tokens) == 1
+    word = _ASCII_TOKEN_BYTES
     hits: set[int] = set()
     position = lowered.find(needle)
     while position >= 0:
         record = bisect.bisect_right(ends, position)
-        hits.add(record)
-        # Continue after this record: one hit per record is enough.
-        position = lowered.find(needle, ends[record] if record < len(ends) else len(lowered))
+        start, end = (ends[record - 1] if record else 0), ends[record]
+        stop = position + width
+        if stop > end:  # runs into the next message: not a find in this one
+            position = lowered.find(needle, end)
+        elif not single:
+            hits.add(record)
+            position = lowered.find(needle, end)
+        elif (position == start or lowered[position - 1] not in word) and (
+            stop == end or lowered[stop] not in word
+        ):
+            hits.add(record)
+            position = lowered.find(needle, end)
+        else:
+            position = lowered.find(needle, position + 1)
+    if single:
+        return [i for i in picked if i in hits]
+    messages = chunk.messages()
     return [i for i in picked if i in hits and holds(messages[i], tokens)]
