@@ -1,4 +1,4 @@
-"""The embedded store: one SQLite file in WAL mode, FTS5 for text search.
+"""The embedded store: one SQLite file in WAL mode, records kept in chunks, FTS5 for text search.
 
 Threads, because sqlite3 blocks: every write runs on one writer thread holding the one writing
 connection (SQLite has a single writer anyway, and a thread of our own means no lock waits), and
@@ -6,9 +6,11 @@ reads run on a small pool of reader threads with their own connections, which WA
 a write is in progress. An in-memory database (`sqlite:///:memory:`) exists only inside its one
 connection, so there every call goes through the writer thread.
 
-An append is one transaction: the rows (executemany), their FTS5 entries (one INSERT ... SELECT over
-the new id range) and the new high-water marks of their sources, so a crash can never store a line
-without its mark or a mark without its line.
+Records are stored many to a row (`sqlite_chunks`, ADR 0013): appends build chunks
+(`sqlite_ingest`), reads walk them in page order (`sqlite_query` plans, `sqlite_scan` reads), and
+deletes drop whole chunks or mark records dead in them (`sqlite_deletion`). An append is one
+transaction: the chunks, their FTS5 documents and the new high-water marks of their sources, so a
+crash can never store a line without its mark or a mark without its line.
 """
 
 from __future__ import annotations
@@ -75,10 +77,8 @@ class SQLiteStore:
         self,
         path: str,
         clock: Callable[[], int] = time.time_ns,
-        fts_driven_max: int = 0,
     ) -> None:
         self._path = path
-        del fts_driven_max  # schema 2's search plans; chunks need no such threshold
         self._clock = clock
         self._memory = path == ":memory:"
         self._writer: sqlite3.Connection | None = None

@@ -9,8 +9,9 @@ b-trees see one row per chunk.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,30 @@ class ChunkWriter:
         self.executions.clear()
 
 
+_stream_of = operator.attrgetter("stream")
+
+
+def _runs(records: list[base.NewRecord]) -> Iterator[list[base.NewRecord]]:
+    """`records` cut into runs of one origin (and one stream other than stdout/stderr, if any):
+    consecutive records a chunk may hold together. An agent's batch is one run."""
+    if not records:
+        return
+    origins = list(map(sqlite_chunks.origin_of, records))
+    odd = [sqlite_chunks.odd_stream(stream) for stream in map(_stream_of, records)]
+    count = len(records)
+    if origins.count(origins[0]) == count and odd.count(odd[0]) == count:
+        yield records
+        return
+    start = 0
+    while start < count:
+        key, stream = origins[start], odd[start]
+        end = start + 1
+        while end < count and origins[end] == key and odd[end] == stream:
+            end += 1
+        yield records[start:end]
+        start = end
+
+
 def add_totals(conn: sqlite3.Connection, rows: int, size: int) -> None:
     conn.execute(
         "UPDATE meta SET value = CAST(value AS INTEGER) + "
@@ -106,7 +131,6 @@ class Appender:
         drops: list[tuple[Any, ...]] = []
         marks: dict[str, int] = {}
         duplicates = filtered = 0
-        origin_of = sqlite_chunks.origin_of
         for batch in batches:
             keyed = bool(batch.source_key)
             mark = self._mark(batch.source_key) if keyed else -1
@@ -116,23 +140,9 @@ class Appender:
                 fresh = [r for r, end in zip(records, ends, strict=True) if end > mark]
                 duplicates += len(records) - len(fresh)
                 records = fresh
-            start, count = 0, len(records)
-            while start < count:
-                # A run: consecutive records of one origin (one pod, container and workload).
-                first = records[start]
-                key = origin_of(first)
-                odd = sqlite_chunks.odd_stream(first.stream)
-                end = start + 1
-                while (
-                    end < count
-                    and origin_of(records[end]) == key
-                    and sqlite_chunks.odd_stream(records[end].stream) == odd
-                ):
-                    end += 1
-                run = records[start:end]
-                start = end
+            for run in _runs(records):
+                first = run[0]
                 rank = attribution.resolve(first)
-                kind, workload, workload_uid = first.kind, first.workload, first.workload_uid
                 if rank is None:
                     filtered += len(run)
                     continue
@@ -142,8 +152,8 @@ class Appender:
                     run = admitted
                     if not run:
                         continue
-                refs = self._refs(first, odd)
-                stamped = [self._stamp(r, kind, workload, workload_uid) for r in run]
+                refs = self._refs(first, sqlite_chunks.odd_stream(first.stream))
+                stamped = self._stamp(run, first.kind, first.workload, first.workload_uid)
                 for chunk in sqlite_chunks.split(stamped):
                     self.writer.add(chunk[0].id, chunk, self.now, refs)
                 stored.extend(stamped)
@@ -186,17 +196,24 @@ class Appender:
         add_totals(self.conn, writer.records, writer.size)
 
     def _stamp(
-        self, record: base.NewRecord, kind: str, workload: str, workload_uid: str
-    ) -> base.StoredRecord:
-        record_id = self.next_id
-        self.next_id = record_id + 1
-        if type(record) is base.StoredRecord:
-            record.id = record_id
-            record.received_ns = self.now
-        else:
-            record = base.stamp(record, record_id, self.now)
-        record.kind, record.workload, record.workload_uid = kind, workload, workload_uid
-        return record
+        self, run: list[base.NewRecord], kind: str, workload: str, workload_uid: str
+    ) -> list[base.StoredRecord]:
+        """The records of `run` with their ids and workload (ingest's own objects when they are
+        `StoredRecord`s already)."""
+        record_id, now = self.next_id, self.now
+        stored_type = base.StoredRecord
+        out: list[base.StoredRecord] = []
+        for record in run:
+            if type(record) is stored_type:
+                record.id = record_id
+                record.received_ns = now
+            else:
+                record = base.stamp(record, record_id, now)
+            record.kind, record.workload, record.workload_uid = kind, workload, workload_uid
+            out.append(record)
+            record_id += 1
+        self.next_id = record_id
+        return out
 
     def _refs(self, record: base.NewRecord, odd_stream: str) -> tuple[int, int, int]:
         conn, refs = self.conn, self.refs

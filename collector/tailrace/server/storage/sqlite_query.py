@@ -324,12 +324,11 @@ def _holding(chunk: sqlite_chunks.Chunk, picked: list[int], tokens: list[str]) -
         stop = position + width
         if stop > end:  # runs into the next message: not a find in this one
             position = lowered.find(needle, end)
-        elif not single:
-            hits.add(record)
-            position = lowered.find(needle, end)
-        elif (position == start or lowered[position - 1] not in word) and (
+            continue
+        whole = (position == start or lowered[position - 1] not in word) and (
             stop == end or lowered[stop] not in word
-        ):
+        )
+        if whole or not single:
             hits.add(record)
             position = lowered.find(needle, end)
         else:

@@ -2,8 +2,9 @@
 
 A database records every migration it has applied in `schema_migrations`; opening a store applies
 the missing ones in order, each in its own transaction. Never edit a released migration: append a
-new one. Records are denormalised on purpose: the indexes that keep a query over ten million rows
-fast need namespace, pod and workload in the same b-tree as (ts_ns, id).
+new one. Schema 1 and 2 kept a row per record; schema 3 keeps records in chunks (see
+`sqlite_chunks`), and its migration moves the old rows over with a step in Python
+(`sqlite_migration_3`) in the same transaction.
 """
 
 from __future__ import annotations
