@@ -3,9 +3,10 @@
 A chunk holds up to `CHUNK_RECORDS` consecutive records of one origin (namespace, pod, container,
 workload, restart, source: the fields every record of one agent batch shares) with consecutive
 ids: record i of chunk c has id `c.id + i`. Its per-record columns (time, stream, level, flags,
-message, execution id, attrs) are one `tailrace.v1.Batch` protobuf in the row's `data` blob,
-the wire's own columnar layout with its C parser; the row next to it holds what the indexes and
-the planner need (min/max time, the scope refs, a bitmask of levels, the live count and bytes).
+message, execution id, attrs) are the row's `data` blob, laid out so that reading it back costs
+a few copies rather than a parse per record (`_HEADER`); the row next to it holds what the
+indexes and the planner need (min/max time, the scope refs, a bitmask of levels, the live count
+and bytes).
 
 The records of one chunk span at most `CHUNK_SPAN_NS` of timestamps. That bound is what lets a
 page at a cursor find every chunk straddling the cursor by an index range (`max_ts <= T + span`)
@@ -18,7 +19,10 @@ text (`fts_text`) can always be rebuilt from it, which removing an FTS5 entry re
 
 from __future__ import annotations
 
+import array
 import operator
+import struct
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -28,7 +32,6 @@ import orjson
 
 from tailrace import conventions, records
 from tailrace.server.storage import base
-from tailrace.wire.v1 import ingest_pb2
 
 CHUNK_RECORDS: Final = 256
 CHUNK_SPAN_NS: Final = 60 * 1_000_000_000
@@ -36,6 +39,12 @@ CHUNK_SPAN_NS: Final = 60 * 1_000_000_000
 # inside a token and that a query's tokens (letters and digits) never hold.
 SCOPE_MARK: Final = "\ue000"
 
+# The blob: a header (record count, text bytes), then fixed-width columns (ts_ns int64, message
+# end offsets uint32, little-endian), one byte per record each for stream, level and flags, the
+# messages' UTF-8 text, and a JSON object of the sparse columns ({"e": [[i, execution id]...],
+# "a": [[i, attrs]...]}) when any record has one.
+_HEADER: Final = struct.Struct("<II")
+_SWAP: Final = sys.byteorder != "little"
 _STREAM_CODES: Final = records.STREAM_CODES
 _STREAM_NAMES: Final = records.STREAM_NAMES
 _LEVELS: Final = conventions.LEVELS
@@ -88,36 +97,42 @@ class Encoded:
 
 def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
     """The blob of `chunk` (records of one origin), built column by column."""
-    ts = [r.ts_ns for r in chunk]
+    ts = array.array("q", [r.ts_ns for r in chunk])
     messages = [r.message for r in chunk]
     level_codes = bytes([_LEVEL_RANK.get(r.level, _INFO) for r in chunk])
     joined = "".join(messages)
     text = joined.encode()
     if len(text) == len(joined):
-        lengths = list(map(len, messages))
+        ends = array.array("I", accumulate(map(len, messages)))
     else:
-        lengths = [len(m.encode()) for m in messages]
-    pb = ingest_pb2.Batch(
-        streams=bytes([_STREAM_CODES.get(r.stream, 0) for r in chunk]),
-        levels=level_codes,
-        flags=bytes([r.flags & 0xFF for r in chunk]),
-        text=text,
-    )
-    pb.ts_ns.extend(ts)
-    pb.text_lengths.extend(lengths)
+        ends = array.array("I", accumulate(len(m.encode()) for m in messages))
+    sparse: dict[str, list[Any]] = {}
     executions: set[str] = set()
     for index, record in enumerate(chunk):
         if record.execution_id:
-            pb.execution_index.append(index)
-            pb.execution_ids.append(record.execution_id)
+            sparse.setdefault("e", []).append((index, record.execution_id))
             executions.add(record.execution_id)
         if record.attrs:
-            pb.attrs_index.append(index)
-            pb.attrs_json.append(orjson.dumps(record.attrs))
+            sparse.setdefault("a", []).append((index, record.attrs))
+    if _SWAP:
+        ts.byteswap()
+        ends.byteswap()
+    data = b"".join(
+        (
+            _HEADER.pack(len(chunk), len(text)),
+            ts.tobytes(),
+            ends.tobytes(),
+            bytes([_STREAM_CODES.get(r.stream, 0) for r in chunk]),
+            level_codes,
+            bytes([r.flags & 0xFF for r in chunk]),
+            text,
+            orjson.dumps(sparse) if sparse else b"",
+        )
+    )
     mask = 0
     for code in set(level_codes):
         mask |= 1 << code
-    return Encoded(pb.SerializeToString(), messages, min(ts), max(ts), mask, len(text), executions)
+    return Encoded(data, messages, min(ts), max(ts), mask, len(text), executions)
 
 
 def split(run: list[base.StoredRecord]) -> Iterator[list[base.StoredRecord]]:
@@ -157,18 +172,23 @@ class Origin:
 
 
 class Chunk:
-    """A chunk read back: columns decoded on demand, records made one at a time."""
+    """A chunk read back: the fixed-width columns are read at once (a copy each), messages and
+    the sparse columns only when asked for."""
 
     __slots__ = (
-        "_attrs",
         "_executions",
         "_messages",
-        "_pb",
+        "_sparse",
         "dead",
+        "ends",
+        "flags",
         "id",
+        "levels",
         "n",
         "origin",
         "received_ns",
+        "streams",
+        "text",
         "ts",
     )
 
@@ -180,31 +200,29 @@ class Chunk:
         self.received_ns = received_ns
         self.origin = origin
         self.dead = dead
-        self._pb = ingest_pb2.Batch.FromString(data)
-        self.ts: list[int] = list(self._pb.ts_ns)
+        count, text_size = _HEADER.unpack_from(data)
+        at = _HEADER.size
+        self.ts = array.array("q")
+        self.ts.frombytes(data[at : at + 8 * count])
+        at += 8 * count
+        self.ends = array.array("I")
+        self.ends.frombytes(data[at : at + 4 * count])
+        at += 4 * count
+        if _SWAP:
+            self.ts.byteswap()
+            self.ends.byteswap()
+        self.streams = data[at : at + count]
+        self.levels = data[at + count : at + 2 * count]
+        self.flags = data[at + 2 * count : at + 3 * count]
+        at += 3 * count
+        self.text = data[at : at + text_size]
+        self._sparse = data[at + text_size :]
         self._messages: list[str] | None = None
         self._executions: dict[int, str] | None = None
-        self._attrs: dict[int, dict[str, Any]] | None = None
 
-    @property
-    def levels(self) -> bytes:
-        return self._pb.levels
-
-    @property
-    def streams(self) -> bytes:
-        return self._pb.streams
-
-    @property
-    def flags(self) -> bytes:
-        return self._pb.flags
-
-    @property
-    def text(self) -> bytes:
-        return self._pb.text
-
-    @property
-    def lengths(self) -> Sequence[int]:
-        return self._pb.text_lengths
+    def length(self, i: int) -> int:
+        """UTF-8 bytes of record i's message."""
+        return self.ends[i] - (self.ends[i - 1] if i else 0)
 
     def live(self) -> list[int]:
         """Indexes of the records not deleted."""
@@ -213,10 +231,15 @@ class Chunk:
         dead = self.dead
         return [i for i in range(self.n) if not dead >> i & 1]
 
+    def message(self, i: int) -> str:
+        if self._messages is not None:
+            return self._messages[i]
+        raw = self.text[(self.ends[i - 1] if i else 0) : self.ends[i]]
+        return raw.decode("ascii") if raw.isascii() else raw.decode("utf-8", "replace")
+
     def messages(self) -> list[str]:
         if self._messages is None:
-            text = self._pb.text
-            ends = list(accumulate(self._pb.text_lengths))
+            text, ends = self.text, self.ends
             starts = [0, *ends[:-1]]
             if text.isascii():
                 whole = text.decode("ascii")
@@ -227,48 +250,46 @@ class Chunk:
                 ]
         return self._messages
 
+    def _sparse_columns(self) -> dict[str, list[Any]]:
+        return orjson.loads(self._sparse) if self._sparse else {}
+
     def executions(self) -> dict[int, str]:
         if self._executions is None:
-            pb = self._pb
-            self._executions = dict(zip(pb.execution_index, pb.execution_ids, strict=True))
+            self._executions = {i: e for i, e in self._sparse_columns().get("e", ())}
         return self._executions
 
     def stream(self, i: int) -> str:
-        code = self._pb.streams[i]
+        code = self.streams[i]
         return _STREAM_NAMES[code] if code else self.origin.stream
 
     def attrs(self, i: int) -> dict[str, Any]:
-        if self._attrs is None:
-            found: dict[int, dict[str, Any]] = {}
-            pb = self._pb
-            for index, raw in zip(pb.attrs_index, pb.attrs_json, strict=True):
-                value = orjson.loads(raw)
-                if isinstance(value, dict) and value:
-                    found[index] = value
-            self._attrs = found
-        return self._attrs.get(i, {})
+        if not self._sparse:
+            return {}
+        for index, value in self._sparse_columns().get("a", ()):
+            if index == i:
+                return value  # type: ignore[no-any-return]
+        return {}
 
     def record(self, i: int) -> base.StoredRecord:
         o = self.origin
-        pb = self._pb
         return base.StoredRecord(
             ts_ns=self.ts[i],
             namespace=o.namespace,
             pod=o.pod,
             container=o.container,
             stream=self.stream(i),
-            level=_LEVELS[pb.levels[i]],
-            message=self.messages()[i],
+            level=_LEVELS[self.levels[i]],
+            message=self.message(i),
             kind=o.kind,
             workload=o.workload,
             workload_uid=o.workload_uid,
             pod_uid=o.pod_uid,
             container_id=o.container_id,
             restart=o.restart,
-            execution_id=self.executions().get(i, ""),
+            execution_id=self.executions().get(i, "") if self._sparse else "",
             attrs=self.attrs(i),
             source=o.source,  # type: ignore[arg-type]
-            flags=pb.flags[i],
+            flags=self.flags[i],
             id=self.id + i,
             received_ns=self.received_ns,
         )

@@ -52,8 +52,7 @@ def delete_some(
             deleted += live
             size += chunk_size
             continue
-        lengths = chunk.lengths
-        gone = sum(lengths[i] for i in picked)
+        gone = sum(map(chunk.length, picked))
         bits = chunk.dead
         for i in picked:
             bits |= 1 << i

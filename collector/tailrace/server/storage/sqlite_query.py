@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import sqlite3
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 from tailrace import conventions, records
@@ -226,6 +225,7 @@ class RecordTest:
         self.after_id = query.after_id if paging else None
         self.after: tuple[int, int] | None = None
         self.ascending = query.order == "asc" or query.tail is not None
+        self.ascending_walk = query.order == "asc" and query.tail is None
         if paging and query.after_id is None and query.after is not None:
             self.after = query.after
         level_ranks: set[int] | None = None
@@ -256,10 +256,17 @@ class RecordTest:
             self.until is None or max_ts < self.until
         )
 
-    def select(self, chunk: sqlite_chunks.Chunk) -> list[int]:
-        """Indexes of the chunk's live records that match."""
+    def select(self, chunk: sqlite_chunks.Chunk, beaten: int | None = None) -> list[int]:
+        """Indexes of the chunk's live records that match; with `beaten` (the timestamp of a
+        page's last record so far), only those that may still enter the page."""
         picked = chunk.live()
         ts = chunk.ts
+        if beaten is not None:
+            # Most records of a chunk fall out here, before any other test looks at them.
+            if self.ascending_walk:
+                picked = [i for i in picked if ts[i] <= beaten]
+            else:
+                picked = [i for i in picked if ts[i] >= beaten]
         if self.since is not None:
             since = self.since
             picked = [i for i in picked if ts[i] >= since]
@@ -313,7 +320,7 @@ def _holding(chunk: sqlite_chunks.Chunk, picked: list[int], tokens: list[str]) -
     lowered = text.lower()
     needle = tokens[0].encode()
     width = len(needle)
-    ends = list(accumulate(chunk.lengths))
+    ends = chunk.ends
     single = len(tokens) == 1
     word = _ASCII_TOKEN_BYTES
     hits: set[int] = set()

@@ -99,7 +99,7 @@ def page(conn: sqlite3.Connection, origins: Origins, query: base.Query) -> list[
             break
         chunk = decode(conn, origins, row)
         chunk_id, ts = chunk.id, chunk.ts
-        picked = test.select(chunk)
+        picked = test.select(chunk, kth)
         if not picked:
             continue
         hits.extend((ts[i], chunk_id + i, chunk, i) for i in picked)
@@ -163,9 +163,9 @@ def newest_first(
             ts, record_id, size = heapq.heappop(pending)
             yield -ts, -record_id, size
         chunk = decode(conn, origins, row)
-        lengths, ts_column = chunk.lengths, chunk.ts
+        ts_column = chunk.ts
         for i in test.select(chunk):
-            heapq.heappush(pending, (-ts_column[i], -(chunk.id + i), lengths[i]))
+            heapq.heappush(pending, (-ts_column[i], -(chunk.id + i), chunk.length(i)))
     while pending:
         ts, record_id, size = heapq.heappop(pending)
         yield -ts, -record_id, size
@@ -191,7 +191,7 @@ def stats(conn: sqlite3.Connection, origins: Origins, query: base.Query) -> list
             picked = chunk.live()
         assert picked is not None
         o = chunk.origin
-        levels, flags, lengths, ts = chunk.levels, chunk.flags, chunk.lengths, chunk.ts
+        levels, flags, length, ts = chunk.levels, chunk.flags, chunk.length, chunk.ts
         executions = chunk.executions()
         for i in picked:
             key = (levels[i], executions.get(i, "") if executions else "")
@@ -202,7 +202,7 @@ def stats(conn: sqlite3.Connection, origins: Origins, query: base.Query) -> list
             group[0] += 1
             group[1] += bool(flags[i] & records.FLAG_TRUNCATED)
             group[2] += bool(flags[i] & records.FLAG_SPLIT)
-            group[3] += lengths[i]
+            group[3] += length(i)
             group[4] = max(group[4], ts[i])
     return [
         (_LEVELS[level], container, execution, namespace, kind, workload, pod, *figures)

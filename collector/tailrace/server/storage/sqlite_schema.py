@@ -179,7 +179,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             live INTEGER NOT NULL,         -- records not deleted
             size INTEGER NOT NULL,         -- UTF-8 bytes of their messages
             dead BLOB,                     -- tombstones: bit i set when record i is deleted
-            data BLOB NOT NULL             -- the columns: a tailrace.v1.Batch protobuf
+            data BLOB NOT NULL             -- the records' columns (sqlite_chunks._HEADER)
         );
         -- Newest-first pages walk max_ts down, oldest-first pages min_ts up; the second column
         -- lets a cursor's straddling chunks be picked from the index alone.
