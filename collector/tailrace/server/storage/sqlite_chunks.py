@@ -25,7 +25,7 @@ import struct
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, repeat
 from typing import Any, Final
 
 import orjson
@@ -65,6 +65,13 @@ ORIGIN_FIELDS: Final = (
     "source",
 )
 origin_of = operator.attrgetter(*ORIGIN_FIELDS)
+_get_ts = operator.attrgetter("ts_ns")
+_get_message = operator.attrgetter("message")
+_get_level = operator.attrgetter("level")
+_get_stream = operator.attrgetter("stream")
+_get_flags = operator.attrgetter("flags")
+_get_execution = operator.attrgetter("execution_id")
+_get_attrs = operator.attrgetter("attrs")
 
 
 def odd_stream(stream: str) -> str:
@@ -96,10 +103,13 @@ class Encoded:
 
 
 def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
-    """The blob of `chunk` (records of one origin), built column by column."""
-    ts = array.array("q", [r.ts_ns for r in chunk])
-    messages = [r.message for r in chunk]
-    level_codes = bytes([_LEVEL_RANK.get(r.level, _INFO) for r in chunk])
+    """The blob of `chunk` (records of one origin), built column by column (with C-level maps:
+    this runs for every record ingested)."""
+    ts = array.array("q", map(_get_ts, chunk))
+    messages = list(map(_get_message, chunk))
+    level_codes = bytes(map(_LEVEL_RANK.get, map(_get_level, chunk), repeat(_INFO)))
+    stream_codes = bytes(map(_STREAM_CODES.get, map(_get_stream, chunk), repeat(0)))
+    flags = bytes([f & 0xFF for f in map(_get_flags, chunk)])
     joined = "".join(messages)
     text = joined.encode()
     if len(text) == len(joined):
@@ -108,12 +118,13 @@ def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
         ends = array.array("I", accumulate(len(m.encode()) for m in messages))
     sparse: dict[str, list[Any]] = {}
     executions: set[str] = set()
-    for index, record in enumerate(chunk):
-        if record.execution_id:
-            sparse.setdefault("e", []).append((index, record.execution_id))
-            executions.add(record.execution_id)
-        if record.attrs:
-            sparse.setdefault("a", []).append((index, record.attrs))
+    if any(map(_get_execution, chunk)) or any(map(_get_attrs, chunk)):
+        for index, record in enumerate(chunk):
+            if record.execution_id:
+                sparse.setdefault("e", []).append((index, record.execution_id))
+                executions.add(record.execution_id)
+            if record.attrs:
+                sparse.setdefault("a", []).append((index, record.attrs))
     if _SWAP:
         ts.byteswap()
         ends.byteswap()
@@ -122,9 +133,9 @@ def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
             _HEADER.pack(len(chunk), len(text)),
             ts.tobytes(),
             ends.tobytes(),
-            bytes([_STREAM_CODES.get(r.stream, 0) for r in chunk]),
+            stream_codes,
             level_codes,
-            bytes([r.flags & 0xFF for r in chunk]),
+            flags,
             text,
             orjson.dumps(sparse) if sparse else b"",
         )
