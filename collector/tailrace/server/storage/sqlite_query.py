@@ -131,7 +131,15 @@ def plan(conn: sqlite3.Connection, query: base.Query, *, paging: bool) -> Plan |
             return None
         if scoped is not None:
             terms = f"{terms} AND {scoped}"
-        w.add("id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)", terms)
+        if paging and query.after_id is not None:
+            # Live tails: FTS5 answers a rowid range without listing the older matches.
+            w.add(
+                "id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid > ?)",
+                terms,
+                query.after_id - sqlite_chunks.CHUNK_RECORDS,
+            )
+        else:
+            w.add("id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)", terms)
     descending = query.order == "desc" or query.tail is not None
     if paging and query.after_id is not None:
         # Chunks holding an id above after_id; a chunk has at most CHUNK_RECORDS records.
