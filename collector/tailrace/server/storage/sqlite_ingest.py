@@ -140,7 +140,8 @@ class Appender:
                 fresh = [r for r, end in zip(records, ends, strict=True) if end > mark]
                 duplicates += len(records) - len(fresh)
                 records = fresh
-            for run in _runs(records):
+            runs = [records] if batch.one_origin and records else _runs(records)
+            for run in runs:
                 first = run[0]
                 rank = attribution.resolve(first)
                 if rank is None:
