@@ -194,3 +194,16 @@ def test_fast_decode_reads_batches_as_the_codec_does(text: str) -> None:
             "ns",
             "uid-1",
         )
+
+
+def test_a_wire_batch_is_marked_as_one_origin_and_its_records_share_it() -> None:
+    builder = codec.BatchBuilder(source(workload="Function/hello"))
+    builder.add(1, ord("o"), 2, b"out", 10)
+    builder.add(2, ord("e"), 4, b"err", 20, execution_id="run-1")
+    converted = ingest.to_ingest_batch(builder.build())
+    assert converted.one_origin
+    fields = ("namespace", "pod", "pod_uid", "container", "container_id", "restart", "kind")
+    fields += ("workload", "workload_uid", "source")
+    shared = {tuple(getattr(r, name) for name in fields) for r in converted.records}
+    assert len(shared) == 1
+    assert {r.stream for r in converted.records} == {"stdout", "stderr"}

@@ -4,7 +4,7 @@ Three figures, each through the real code path:
 
 1. Sustained ingest: a client process pushes prebuilt tailrace.v1 batches over loopback gRPC to the
    ingest server (in this process) writing into the store; records/s and MB/s of messages.
-2. Query latency: the store is topped up to N records (directly, in big batches), then `limit=100`
+2. Query latency: the store is topped up to N records (in big batches), then `limit=100`
    queries of several shapes (a workload's newest page, a pod's pages at random cursors, with and
    without full-text `q` of common, rare and very rare words) are timed; p50/p99 per shape.
 3. Write-to-follower latency: a real `tailrace server` process, 100 HTTP followers
@@ -21,7 +21,6 @@ import asyncio
 import multiprocessing
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from tailrace import records
 from tailrace.bench import load, server_postgres
 from tailrace.bench.load import NAMESPACES, T0, message
 from tailrace.server import ingest, storage
-from tailrace.server.storage import base, postgres, sqlite, sqlite_schema
+from tailrace.server.storage import base, postgres, sqlite
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -148,86 +147,59 @@ async def fill(store: base.Store, target: int, progress: Callable[[str], None]) 
         progress(f"  filled {i:,} records ({rate:,.0f}/s)")
 
 
-_FILL_SQL = """
-WITH RECURSIVE seq(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM seq WHERE i < ?),
-picked AS (
-    SELECT i, s.*, (i * 2654435761) % 10000 AS roll FROM seq JOIN bench_scopes s
-    ON s.k = (i * 7919) % 200
-),
-written AS (
-    SELECT i, namespace, workload, pod, pod_ref, workload_ref, roll,
-        CASE
-        WHEN roll = 0 THEN printf('panic: deadlock detected in worker %d after %d ms',
-                                  i % 97, i % 5000)
-        WHEN roll < 100 THEN printf('upstream error: connection refused by 10.0.%d.%d:5432 '
-                                    || 'attempt=%d', i % 255, i % 7, i % 4)
-        ELSE printf('request handled method=GET path=/api/items/%d status=200 duration_ms=%d '
-                    || 'user=u%d region=eu-%d', i % 100000, i % 250, i % 5000, i % 3)
-        END AS message
-    FROM picked
-)
-INSERT INTO records (id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, pod_uid,
-    container, container_id, restart, stream, level, message, execution_id, attrs, source, flags,
-    size, pod_ref, workload_ref)
-SELECT i, ? + (i / 4) * 1000, 0, namespace, 'Function', workload, '', pod, '', 'app', '', 0,
-    'stdout', CASE WHEN roll % 50 = 1 THEN 4 ELSE 2 END, message, '', NULL, 'agent', 0,
-    length(message), pod_ref, workload_ref
-FROM written
-"""
+def fill_message(i: int) -> tuple[str, str]:
+    """Record i's (message, level) in the query benchmark's store: the mix `fill` writes and
+    `server_postgres.fill_by_sql` writes by SQL (a roll from i, not a random generator)."""
+    roll = (i * 2654435761) % 10000
+    level = "ERROR" if roll % 50 == 1 else "INFO"
+    if roll == 0:
+        return f"panic: deadlock detected in worker {i % 97} after {i % 5000} ms", level
+    if roll < 100:
+        text = f"upstream error: connection refused by 10.0.{i % 255}.{i % 7}:5432 attempt={i % 4}"
+        return text, level
+    return (
+        f"request handled method=GET path=/api/items/{i % 100000} status=200 "
+        f"duration_ms={i % 250} user=u{i % 5000} region=eu-{i % 3}"
+    ), level
 
 
-def fill_sqlite_by_sql(path: str, target: int, progress: Callable[[str], None]) -> None:
-    """Top a SQLite store up to `target` rows with INSERT ... SELECT: no Python per row.
-
-    Same shapes as `fill` (200 pods in 40 workloads, the same message mix), written straight into
-    the store's schema with its FTS index and counters, in transactions of 500,000 rows.
-    """
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("PRAGMA cache_size = -262144")
-    conn.execute(
-        "CREATE TEMP TABLE bench_scopes (k INTEGER PRIMARY KEY, namespace, workload, "
-        "pod, pod_ref, workload_ref)"
-    )
-    for k in range(200):
-        namespace, workload, pod = _scope(k)
-        conn.execute(
-            "INSERT OR IGNORE INTO pod_refs (namespace, pod) VALUES (?, ?)", (namespace, pod)
-        )
-        conn.execute(
-            "INSERT OR IGNORE INTO workload_refs (namespace, kind, workload) VALUES (?, ?, ?)",
-            (namespace, "Function", workload),
-        )
-        conn.execute(
-            "INSERT INTO bench_scopes VALUES (?, ?, ?, ?, "
-            "(SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?), "
-            "(SELECT id FROM workload_refs WHERE namespace = ? AND kind = 'Function' "
-            "AND workload = ?))",
-            (k, namespace, workload, pod, namespace, pod, namespace, workload),
-        )
-    conn.execute(
-        "INSERT OR IGNORE INTO workload_pods SELECT workload_ref, pod_ref FROM bench_scopes"
-    )
-    (first,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM records").fetchone()
-    (have,) = conn.execute("SELECT count(*) FROM records").fetchone()
+async def fill_in_batches(store: base.Store, target: int, progress: Callable[[str], None]) -> None:
+    """Top the store up to `target` records through `Store.append`, as agents would send them:
+    slabs of 100,000 records over the 200 pods (record i goes to pod (i * 7919) % 200), one
+    batch per pod per slab, several records sharing each timestamp."""
+    have = await store.count(base.Query())
     started = time.perf_counter()
-    next_id = first
-    while have < target:
-        n = min(500_000, target - have)
-        conn.execute("BEGIN")
-        conn.execute(_FILL_SQL, (next_id, next_id + n - 1, T0))
-        conn.execute(sqlite_schema.fts_index("id BETWEEN ? AND ?"), (next_id, next_id + n - 1))
-        conn.execute("COMMIT")
-        have += n
-        next_id += n
-        rate = (next_id - first) / (time.perf_counter() - started)
-        progress(f"  filled {have:,} records ({rate:,.0f}/s)")
-    rows, size = conn.execute("SELECT count(*), sum(size) FROM records").fetchone()
-    for key, value in (("next_id", next_id), ("rows", rows), ("bytes", size)):
-        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
-    conn.execute("PRAGMA optimize")
-    conn.close()
+    i = have
+    slab = 100_000
+    while i < target:
+        end = min(target, i + slab)
+        by_pod: dict[int, list[base.NewRecord]] = {}
+        for j in range(i, end):
+            k = (j * 7919) % 200
+            namespace, workload, pod = _scope(k)
+            text, level = fill_message(j)
+            by_pod.setdefault(k, []).append(
+                base.NewRecord(
+                    ts_ns=T0 + (j // 4) * 1000,
+                    namespace=namespace,
+                    pod=pod,
+                    container="app",
+                    stream="stdout",
+                    level=level,
+                    message=text,
+                    kind="Function",
+                    workload=workload,
+                )
+            )
+        await store.append(
+            [
+                base.IngestBatch(f"fill-{i}-{k}", batch, list(range(1, len(batch) + 1)), 0)
+                for k, batch in sorted(by_pod.items())
+            ]
+        )
+        i = end
+        rate = (i - have) / (time.perf_counter() - started)
+        progress(f"  filled {i:,} records ({rate:,.0f}/s)")
 
 
 async def time_queries(
@@ -400,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--via-store",
         action="store_true",
-        help="fill through Store.append even for SQLite (slow; default fills SQLite by SQL)",
+        help="fill PostgreSQL through Store.append (slow; by default it is filled by SQL)",
     )
     return p
 
@@ -430,16 +402,9 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"queries: filling the store to {total:,} records")
             started = time.perf_counter()
             say = lambda line: print(line, end="\r", flush=True)  # noqa: E731
-            if (
-                isinstance(store, sqlite.SQLiteStore)
-                and store.path != ":memory:"
-                and not args.via_store
-            ):
-                await store.close()
-                await asyncio.to_thread(fill_sqlite_by_sql, store.path, total, say)
-                store = storage.open_store(url)
-                await store.open()
-                how = "by SQL"
+            if isinstance(store, sqlite.SQLiteStore):
+                await fill_in_batches(store, total, say)
+                how = "through Store.append, one batch per pod"
             elif isinstance(store, postgres.PostgresStore) and not args.via_store:
                 await server_postgres.fill_by_sql(store, total, T0, say)
                 how = "by SQL"

@@ -194,6 +194,7 @@ def to_ingest_batch(batch: ingest_pb2.Batch) -> base.IngestBatch:
         container=source.container,
         kind=kind,
         workload=workload,
+        one_origin=True,
     )
 
 

@@ -166,6 +166,10 @@ class IngestBatch:
     container: str = ""
     kind: str = ""
     workload: str = ""
+    # True when every record shares its namespace, pod, pod_uid, container, container_id,
+    # restart, kind, workload, workload_uid and source, and its stream is stdout or stderr (a
+    # wire batch, built from one Source): a store may then take the batch as one run.
+    one_origin: bool = False
 
     def attribution_probe(self) -> NewRecord:
         """An empty record of the batch's pod: attributed like a record, it tells which

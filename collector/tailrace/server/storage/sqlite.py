@@ -1,4 +1,4 @@
-"""The embedded store: one SQLite file in WAL mode, FTS5 for text search.
+"""The embedded store: one SQLite file in WAL mode, records kept in chunks, FTS5 for text search.
 
 Threads, because sqlite3 blocks: every write runs on one writer thread holding the one writing
 connection (SQLite has a single writer anyway, and a thread of our own means no lock waits), and
@@ -6,15 +6,18 @@ reads run on a small pool of reader threads with their own connections, which WA
 a write is in progress. An in-memory database (`sqlite:///:memory:`) exists only inside its one
 connection, so there every call goes through the writer thread.
 
-An append is one transaction: the rows (executemany), their FTS5 entries (one INSERT ... SELECT over
-the new id range) and the new high-water marks of their sources, so a crash can never store a line
-without its mark or a mark without its line.
+Records are stored many to a row (`sqlite_chunks`, ADR 0013): appends build chunks
+(`sqlite_ingest`), reads walk them in page order (`sqlite_query` plans, `sqlite_scan` reads), and
+deletes drop whole chunks or mark records dead in them (`sqlite_deletion`). An append is one
+transaction: the chunks, their FTS5 documents and the new high-water marks of their sources, so a
+crash can never store a line without its mark or a mark without its line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import sqlite3
 import threading
@@ -26,17 +29,17 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tailrace import conventions, records
 from tailrace.server.storage import (
     base,
     contract_rows,
     retention_policy,
     sqlite_attribution,
+    sqlite_chunks,
     sqlite_deletion,
+    sqlite_ingest,
     sqlite_query,
-    sqlite_rows,
+    sqlite_scan,
     sqlite_schema,
-    sqlite_search,
 )
 
 T = TypeVar("T")
@@ -47,18 +50,8 @@ _DELETE_CHUNK = 20_000
 # Appends queued while the writer is busy are committed together, up to about this many records.
 _GROUP_RECORDS = 50_000
 
-_INSERT = (
-    "INSERT INTO records (id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, "
-    "pod_uid, container, container_id, restart, stream, level, message, execution_id, attrs, "
-    "source, flags, size, pod_ref, workload_ref) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_LEVEL_RANK = conventions.LEVEL_RANK
-_LEVELS = conventions.LEVELS
 
-
-def _level_name(code: int) -> str:
-    return _LEVELS[code]
+_PREFIXED_CHUNK_COLUMNS = ", ".join(f"c.{c}" for c in sqlite_query.CHUNK_COLUMNS.split(", "))
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -76,9 +69,6 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA mmap_size = 268435456")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.create_function(
-        sqlite_query.PHRASE_FUNCTION, 2, sqlite_query.has_phrase, deterministic=True
-    )
     return conn
 
 
@@ -87,10 +77,8 @@ class SQLiteStore:
         self,
         path: str,
         clock: Callable[[], int] = time.time_ns,
-        fts_driven_max: int = sqlite_search.FTS_DRIVEN_MAX,
     ) -> None:
         self._path = path
-        self._fts_driven_max = fts_driven_max
         self._clock = clock
         self._memory = path == ":memory:"
         self._writer: sqlite3.Connection | None = None
@@ -108,6 +96,7 @@ class SQLiteStore:
         # Writer-thread caches of committed state: source marks and the integer scope refs.
         self._offsets: dict[str, int] = {}
         self._refs = sqlite_attribution.Refs()
+        self._origins = sqlite_scan.Origins()
 
     @property
     def path(self) -> str:
@@ -144,13 +133,14 @@ class SQLiteStore:
             (str(sqlite_schema.CURRENT_VERSION),),
         )
         stored_next = conn.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-        (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+        newest = conn.execute("SELECT id + n - 1 FROM chunks ORDER BY id DESC LIMIT 1").fetchone()
+        max_id = newest[0] if newest else 0
         # next_id survives deleting the newest records, so ids never go back (live-tail cursors).
         self._next_id = max(int(stored_next[0]) if stored_next else 1, max_id + 1)
         self._visible_next_id = self._next_id
         if conn.execute("SELECT 1 FROM meta WHERE key = 'rows'").fetchone() is None:
             rows, size = conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM records"
+                "SELECT coalesce(sum(live), 0), coalesce(sum(size), 0) FROM chunks"
             ).fetchone()
             conn.execute(
                 "INSERT INTO meta VALUES ('rows', ?), ('bytes', ?)", (str(rows), str(size))
@@ -256,150 +246,22 @@ class SQLiteStore:
     def _append_group(
         self, conn: sqlite3.Connection, groups: Sequence[Sequence[base.IngestBatch]]
     ) -> list[base.AppendResult]:
-        start_id = self._next_id
+        appender = sqlite_ingest.Appender(conn, self._refs, self._offsets, self._next_id, 0)
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = []
             for batches in groups:
-                result = self._append_in_transaction(conn, batches)
-                self._next_id += len(result.stored)
-                results.append(result)
+                appender.now = self._clock()
+                results.append(appender.append(batches))
+            appender.finish()
             conn.execute("COMMIT")
         except BaseException:
             # The ids, marks and refs taken while appending were never made durable.
-            self._next_id = start_id
             self._offsets.clear()
             self._refs.forget()
             raise
-        self._visible_next_id = self._next_id
+        self._next_id = self._visible_next_id = appender.next_id
         return results
-
-    def _append_in_transaction(
-        self, conn: sqlite3.Connection, batches: Sequence[base.IngestBatch]
-    ) -> base.AppendResult:
-        now = self._clock()
-        attribution = sqlite_attribution.Attribution(conn)
-        refs = self._refs
-        stored: list[base.StoredRecord] = []
-        rows: list[tuple[Any, ...]] = []
-        drops: list[tuple[Any, ...]] = []
-        marks: dict[str, int] = {}
-        duplicates = filtered = 0
-        next_id = first_id = self._next_id
-        stored_type = base.StoredRecord
-        last_key: tuple[str, ...] | None = None
-        resolved: tuple[str, str, str] = ("", "", "")
-        rank: int | None = 0
-        pod_ref = workload_ref = 0
-        for batch in batches:
-            keyed = bool(batch.source_key)
-            mark = self._mark(conn, batch.source_key) if keyed else -1
-            ends = batch.end_offsets
-            for index, record in enumerate(batch.records):
-                if keyed and ends[index] <= mark:
-                    duplicates += 1
-                    continue
-                # Records of one batch share their pod and workload: resolve them once.
-                key = (
-                    record.namespace,
-                    record.pod,
-                    record.pod_uid,
-                    record.kind,
-                    record.workload,
-                    record.workload_uid,
-                )
-                if key != last_key:
-                    last_key = key
-                    rank = attribution.resolve(record)
-                    resolved = (record.kind, record.workload, record.workload_uid)
-                    pod_ref = refs.pod(conn, record.namespace, record.pod)
-                    workload_ref = refs.workload(
-                        conn, record.namespace, record.kind, record.workload
-                    )
-                    refs.pair(conn, workload_ref, pod_ref)
-                else:
-                    record.kind, record.workload, record.workload_uid = resolved
-                level = _LEVEL_RANK.get(record.level, 2)
-                if rank is None or level < rank:
-                    filtered += 1
-                    continue
-                message = record.message
-                rows.append(
-                    (
-                        next_id,
-                        record.ts_ns,
-                        now,
-                        record.namespace,
-                        resolved[0],
-                        resolved[1],
-                        resolved[2],
-                        record.pod,
-                        record.pod_uid,
-                        record.container,
-                        record.container_id,
-                        record.restart,
-                        record.stream,
-                        level,
-                        message,
-                        record.execution_id,
-                        orjson.dumps(record.attrs) if record.attrs else None,
-                        record.source,
-                        record.flags,
-                        len(message) if message.isascii() else len(message.encode()),
-                        pod_ref,
-                        workload_ref,
-                    )
-                )
-                if type(record) is stored_type:
-                    record.id = next_id
-                    record.received_ns = now
-                    stored.append(record)
-                else:
-                    stored.append(base.stamp(record, next_id, now))
-                next_id += 1
-            if not keyed:
-                continue
-            new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
-            if batch.dropped_lines and new_mark > mark:
-                probe = batch.attribution_probe()
-                attribution.resolve(probe)
-                drops.append(
-                    (
-                        probe.namespace,
-                        probe.kind,
-                        probe.workload,
-                        probe.pod,
-                        probe.pod_uid,
-                        probe.container,
-                        batch.dropped_lines,
-                    )
-                )
-            marks[batch.source_key] = new_mark
-            self._offsets[batch.source_key] = new_mark
-        if rows:
-            conn.executemany(_INSERT, rows)
-            conn.execute(sqlite_schema.fts_index("id >= ? AND id < ?"), (first_id, next_id))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_id', ?)", (str(next_id),))
-            sqlite_deletion.add_totals(conn, len(rows), sum(row[19] for row in rows))
-        if drops:
-            conn.executemany("INSERT INTO drops VALUES (?, ?, ?, ?, ?, ?, ?)", drops)
-        if marks:
-            conn.executemany(
-                "INSERT INTO sources VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "durable_offset = excluded.durable_offset, updated_ns = excluded.updated_ns",
-                [(key, mark, now) for key, mark in marks.items()],
-            )
-        return base.AppendResult(stored, duplicates, marks, filtered)
-
-    def _mark(self, conn: sqlite3.Connection, key: str) -> int:
-        mark = self._offsets.get(key)
-        if mark is None:
-            row = conn.execute(
-                "SELECT durable_offset FROM sources WHERE key = ?", (key,)
-            ).fetchone()
-            mark = row[0] if row else 0
-            self._offsets[key] = mark
-        return mark
 
     async def durable_offsets(self, keys: Sequence[str]) -> dict[str, int]:
         def work(conn: sqlite3.Connection) -> dict[str, int]:
@@ -419,51 +281,21 @@ class SQLiteStore:
 
     async def query(self, query: base.Query) -> list[base.StoredRecord]:
         base.check_query(query)
-        if query.text is not None and query.after_id is None:
-            return await self._read(
-                lambda conn: sqlite_search.text_query(conn, query, self._fts_driven_max)
-            )
-        sql, params, reverse = sqlite_query.select(query)
-
-        def work(conn: sqlite3.Connection) -> list[base.StoredRecord]:
-            if sqlite_query.namespace_unknown(conn, query):
-                return []
-            found = [sqlite_rows.record(row) for row in conn.execute(sql, params)]
-            if reverse:
-                found.reverse()
-            return found
-
-        return await self._read(work)
+        return await self._read(lambda conn: sqlite_scan.page(conn, self._origins, query))
 
     async def count(self, query: base.Query) -> int:
         base.check_query(query)
-        w = sqlite_query.where(query, paging=False)
-        sql = f"SELECT count(*) FROM records WHERE {w.sql}"
-        return await self._read(lambda conn: int(conn.execute(sql, w.params).fetchone()[0]))
+        return await self._read(lambda conn: sqlite_scan.count(conn, self._origins, query))
 
     async def stats(self, query: base.Query) -> base.Stats:
         base.check_query(query)
-        w = sqlite_query.where(query, paging=False)
-        # Grouped on the integer refs (cheaper to sort than names), named afterwards.
-        sql = (
-            "SELECT g.level, g.container, g.execution_id, wr.namespace, wr.kind, wr.workload, "
-            "pr.pod, g.n, g.truncated, g.split, g.size, g.last FROM ("
-            "SELECT level, container, execution_id, pod_ref, workload_ref, count(*) AS n, "
-            f"sum(flags & {records.FLAG_TRUNCATED} != 0) AS truncated, "
-            f"sum(flags & {records.FLAG_SPLIT} != 0) AS split, "
-            "sum(size) AS size, max(ts_ns) AS last "
-            f"FROM records WHERE {w.sql} "
-            "GROUP BY level, container, execution_id, pod_ref, workload_ref) AS g "
-            "JOIN workload_refs AS wr ON wr.id = g.workload_ref "
-            "JOIN pod_refs AS pr ON pr.id = g.pod_ref"
-        )
         d = _drops_where(query)
         drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops WHERE {d.sql}"
 
         def work(conn: sqlite3.Connection) -> base.Stats:
-            groups = conn.execute(sql, w.params).fetchall()
+            groups = sqlite_scan.stats(conn, self._origins, query)
             (dropped,) = conn.execute(drops_sql, d.params).fetchone()
-            return contract_rows.stats(groups, int(dropped), _level_name)
+            return contract_rows.stats(groups, int(dropped))
 
         return await self._read(work)
 
@@ -485,19 +317,24 @@ class SQLiteStore:
 
     async def delete(self, query: base.Query) -> int:
         base.check_query(query)
-        w = sqlite_query.where(query, paging=False)
-        return await self._delete_where(w.sql, w.params)
+        return await self._delete(query, paging=False)
 
-    async def _delete_where(self, sql: str, params: Sequence[Any]) -> int:
-        total = 0
-        select = f"SELECT id FROM records WHERE {sql} LIMIT {_DELETE_CHUNK}"
+    async def _delete(self, query: base.Query, *, paging: bool) -> int:
+        total, after = 0, 0
         while True:
-            deleted = await self._write(
-                lambda conn: sqlite_deletion.delete_chunk(conn, select, params)
+            deleted, last = await self._write(
+                functools.partial(
+                    sqlite_deletion.delete_some,
+                    origins=self._origins,
+                    query=query,
+                    paging=paging,
+                    after_chunk=after,
+                )
             )
             total += deleted
-            if deleted < _DELETE_CHUNK:
+            if last is None:
                 return total
+            after = last
 
     # -- registry -------------------------------------------------------------------------------
 
@@ -613,8 +450,9 @@ class SQLiteStore:
             _key_tuple(workload),
         ).fetchone()
         uid = row[0] if row else ""
-        same_pod = "AND (pod_uid = ? OR pod_uid = '')" if pod_uid else ""
+        same_pod = "AND (o.pod_uid = ? OR o.pod_uid = '')" if pod_uid else ""
         extra = [pod_uid] if pod_uid else []
+        updated = 0
         try:
             ref = self._refs.workload(conn, namespace, workload.kind, workload.name)
             conn.execute(
@@ -622,33 +460,57 @@ class SQLiteStore:
                 "SELECT ?, id FROM pod_refs WHERE namespace = ? AND pod = ?",
                 (ref, namespace, pod),
             )
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS assigned (id INTEGER PRIMARY KEY)")
-            conn.execute("DELETE FROM assigned")
-            conn.execute(
-                "INSERT INTO assigned SELECT id FROM records "
-                "WHERE pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?) "
-                f"AND kind = '' {same_pod}",
+            moved = conn.execute(
+                f"SELECT {_PREFIXED_CHUNK_COLUMNS} FROM chunks AS c "
+                "JOIN origins AS o ON o.id = c.origin "
+                "WHERE c.pod_ref = (SELECT id FROM pod_refs WHERE namespace = ? AND pod = ?) "
+                f"AND o.kind = '' {same_pod}",
                 [namespace, pod, *extra],
-            )
-            # The rows' FTS5 text names their workload ref (sqlite_schema.FTS_TEXT): index them
-            # again under the new one.
-            conn.execute(sqlite_schema.fts_unindex("id IN (SELECT id FROM assigned)"))
-            cursor = conn.execute(
-                "UPDATE records SET kind = ?, workload = ?, workload_uid = ?, workload_ref = ? "
-                "WHERE id IN (SELECT id FROM assigned)",
-                [workload.kind, workload.name, uid, ref],
-            )
-            conn.execute(sqlite_schema.fts_index("id IN (SELECT id FROM assigned)"))
-            conn.execute("DELETE FROM assigned")
+            ).fetchall()
+            for chunk_row in moved:
+                chunk = sqlite_scan.decode(conn, self._origins, chunk_row)
+                o = chunk.origin
+                origin = self._refs.origin(
+                    conn,
+                    (
+                        o.namespace,
+                        workload.kind,
+                        workload.name,
+                        uid,
+                        o.pod,
+                        o.pod_uid,
+                        o.container,
+                        o.container_id,
+                        o.restart,
+                        o.source,
+                        o.stream,
+                    ),
+                )
+                # The chunk's FTS5 document names its workload ref: index it again under the
+                # new one (removing the old repeats the old text).
+                messages = chunk.messages()
+                conn.execute(
+                    "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
+                    (chunk.id, sqlite_chunks.fts_text(messages, chunk_row[6])),
+                )
+                conn.execute(
+                    "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+                    (chunk.id, sqlite_chunks.fts_text(messages, ref)),
+                )
+                conn.execute(
+                    "UPDATE chunks SET origin = ?, workload_ref = ? WHERE id = ?",
+                    (origin, ref, chunk.id),
+                )
+                updated += chunk_row[8]
             conn.execute(
                 "UPDATE drops SET kind = ?, workload = ? "
-                f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod}",
+                f"WHERE namespace = ? AND pod = ? AND kind = '' {same_pod.replace('o.', '')}",
                 [workload.kind, workload.name, namespace, pod, *extra],
             )
         except BaseException:
             self._refs.forget()
             raise
-        return cursor.rowcount
+        return updated
 
     async def get_pod(self, namespace: str, name: str) -> base.Pod | None:
         row = await self._read(
@@ -684,17 +546,22 @@ class SQLiteStore:
                 continue
             if policy.unlimited:
                 continue
-            scope = (workload.key.namespace, workload.key.kind, workload.key.name)
+            key = workload.key
+            scope = base.Query(namespace=key.namespace, kind=key.kind, workload=key.name)
             cutoff = await self._read(
                 functools.partial(
-                    sqlite_deletion.retention_cutoff, scope=scope, policy=policy, now_ns=now_ns
+                    sqlite_deletion.retention_cutoff,
+                    origins=self._origins,
+                    scope=scope,
+                    policy=policy,
+                    now_ns=now_ns,
                 )
             )
             if cutoff is None:
                 continue
-            deleted += await self._delete_where(
-                f"{sqlite_deletion.WORKLOAD_SCOPE} AND (ts_ns, id) <= (?, ?)", [*scope, *cutoff]
-            )
+            # Everything at or before the cut-off: the keys below (ts_ns, id + 1), newest first.
+            doomed = dataclasses.replace(scope, after=(cutoff[0], cutoff[1] + 1), order="desc")
+            deleted += await self._delete(doomed, paging=True)
         return deleted
 
     async def meta(self) -> Mapping[str, str]:

@@ -7,10 +7,25 @@ append of thousands of records costs a few point queries, not one per record.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any, Final
 
 import orjson
 
 from tailrace.server.storage import base
+
+ORIGIN_COLUMNS: Final = (
+    "namespace",
+    "kind",
+    "workload",
+    "workload_uid",
+    "pod",
+    "pod_uid",
+    "container",
+    "container_id",
+    "restart",
+    "source",
+    "stream",
+)
 
 
 class Refs:
@@ -20,12 +35,23 @@ class Refs:
         self._pods: dict[tuple[str, str], int] = {}
         self._workloads: dict[tuple[str, str, str], int] = {}
         self._pairs: set[tuple[int, int]] = set()
+        self._origins: dict[tuple[Any, ...], int] = {}
 
     def forget(self) -> None:
         # After a rollback a cached ref may name a row that was never committed.
         self._pods.clear()
         self._workloads.clear()
         self._pairs.clear()
+        self._origins.clear()
+
+    def origin(self, conn: sqlite3.Connection, key: tuple[Any, ...]) -> int:
+        """The `origins` row of (namespace, kind, workload, workload_uid, pod, pod_uid,
+        container, container_id, restart, source, stream)."""
+        ref = self._origins.get(key)
+        if ref is None:
+            ref = _ref(conn, "origins", ORIGIN_COLUMNS, key)
+            self._origins[key] = ref
+        return ref
 
     def pair(self, conn: sqlite3.Connection, workload_ref: int, pod_ref: int) -> None:
         """Note in `workload_pods` that the pod holds records of the workload."""
@@ -52,7 +78,7 @@ class Refs:
 
 
 def _ref(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], key: tuple[str, ...]
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], key: tuple[Any, ...]
 ) -> int:
     match = " AND ".join(f"{column} = ?" for column in columns)
     row = conn.execute(f"SELECT id FROM {table} WHERE {match}", key).fetchone()

@@ -2,45 +2,19 @@
 
 A database records every migration it has applied in `schema_migrations`; opening a store applies
 the missing ones in order, each in its own transaction. Never edit a released migration: append a
-new one. Records are denormalised on purpose: the indexes that keep a query over ten million rows
-fast need namespace, pod and workload in the same b-tree as (ts_ns, id).
+new one. Schema 1 and 2 kept a row per record; schema 3 keeps records in chunks (see
+`sqlite_chunks`), and its migration moves the old rows over with a step in Python
+(`sqlite_migration_3`) in the same transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Final
 
-# What FTS5 indexes for a row of `records`: its message, then a token naming its workload ref. The
-# token starts with U+E000, a private-use character: FTS5's unicode61 tokenizer keeps it inside a
-# token, while a query's tokens (`base.text_tokens`: letters and digits) can never hold it, so no
-# search for words matches a scope token. A message that happens to hold one only widens a scope's
-# candidates, which are still filtered by their refs. Deleting an FTS5 entry must repeat this text,
-# so whatever changes a row's workload_ref re-indexes the row (`SQLiteStore._assign`).
-FTS_TEXT: Final = "message || ' ' || char(57344) || workload_ref"
-
-
-def fts_index(where: str) -> str:
-    """SQL adding the FTS5 entries of the `records` rows that `where` selects."""
-    return (
-        f"INSERT INTO records_fts (rowid, message) SELECT id, {FTS_TEXT} FROM records WHERE {where}"
-    )
-
-
-def fts_unindex(where: str) -> str:
-    """SQL removing the FTS5 entries of the `records` rows that `where` selects (before they
-    change or go: an external-content entry is removed by repeating its indexed text)."""
-    return (
-        "INSERT INTO records_fts (records_fts, rowid, message) "
-        f"SELECT 'delete', id, {FTS_TEXT} FROM records WHERE {where}"
-    )
-
-
-def scope_token(workload_ref: int) -> str:
-    """The FTS5 query term matching the rows of one workload ref (see FTS_TEXT)."""
-    return f'"\ue000{workload_ref}"'
-
+from tailrace.server.storage import sqlite_migration_3
 
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (
@@ -170,7 +144,72 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             SELECT id, message || ' ' || char(57344) || workload_ref FROM records;
         """,
     ),
+    (
+        3,
+        """
+        -- Records kept in chunks (sqlite_chunks, ADR 0013): many records to a row.
+        -- What the records of a chunk share; `stream` holds a stream other than stdout/stderr.
+        CREATE TABLE origins (
+            id INTEGER PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            workload TEXT NOT NULL,
+            workload_uid TEXT NOT NULL,
+            pod TEXT NOT NULL,
+            pod_uid TEXT NOT NULL,
+            container TEXT NOT NULL,
+            container_id TEXT NOT NULL,
+            restart INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            UNIQUE (namespace, pod, container, kind, workload, workload_uid, pod_uid,
+                    container_id, restart, source, stream)
+        );
+
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,        -- id of its first record; record i has id + i
+            n INTEGER NOT NULL,            -- records in `data`, deleted ones included
+            min_ts INTEGER NOT NULL,
+            max_ts INTEGER NOT NULL,       -- max_ts - min_ts <= sqlite_chunks.CHUNK_SPAN_NS
+            received_ns INTEGER NOT NULL,
+            origin INTEGER NOT NULL,       -- origins.id
+            pod_ref INTEGER NOT NULL,      -- pod_refs.id of (namespace, pod)
+            workload_ref INTEGER NOT NULL, -- workload_refs.id of (namespace, kind, workload)
+            levels INTEGER NOT NULL,       -- bit 1 << rank for each level the records hold
+            live INTEGER NOT NULL,         -- records not deleted
+            size INTEGER NOT NULL,         -- UTF-8 bytes of their messages
+            dead BLOB,                     -- tombstones: bit i set when record i is deleted
+            data BLOB NOT NULL             -- the records' columns (sqlite_chunks._HEADER)
+        );
+        -- Newest-first pages walk max_ts down, oldest-first pages min_ts up; the second column
+        -- lets a cursor's straddling chunks be picked from the index alone.
+        CREATE INDEX chunks_by_max ON chunks (max_ts, min_ts);
+        CREATE INDEX chunks_by_min ON chunks (min_ts, max_ts);
+        CREATE INDEX chunks_by_pod_max ON chunks (pod_ref, max_ts, min_ts);
+        CREATE INDEX chunks_by_pod_min ON chunks (pod_ref, min_ts, max_ts);
+        CREATE INDEX chunks_by_workload_max ON chunks (workload_ref, max_ts, min_ts);
+        CREATE INDEX chunks_by_workload_min ON chunks (workload_ref, min_ts, max_ts);
+
+        CREATE TABLE chunk_executions (
+            execution_id TEXT NOT NULL,
+            chunk INTEGER NOT NULL,
+            PRIMARY KEY (execution_id, chunk)
+        ) WITHOUT ROWID;
+
+        -- One document per chunk: its messages and its workload's scope token
+        -- (sqlite_chunks.fts_text). Contentless: removing a document repeats its text, which
+        -- the chunk's blob reproduces.
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, content='', columnsize=0, detail=none
+        );
+        """,
+    ),
 )
+
+# Steps in Python that follow a migration's script, in its transaction.
+MIGRATION_STEPS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    3: sqlite_migration_3.convert,
+}
 
 CURRENT_VERSION: Final = MIGRATIONS[-1][0]
 
@@ -195,8 +234,15 @@ def migrate(conn: sqlite3.Connection) -> int:
         if version in applied:
             continue
         # executescript commits first; wrap the script so a failed migration leaves no trace.
-        conn.executescript(
-            f"BEGIN IMMEDIATE;\n{script}\n"
-            f"INSERT INTO schema_migrations VALUES ({version}, {time.time_ns()});\nCOMMIT;"
-        )
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}")
+            step = MIGRATION_STEPS.get(version)
+            if step is not None:
+                step(conn)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time_ns()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     return CURRENT_VERSION
