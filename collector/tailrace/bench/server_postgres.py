@@ -1,6 +1,6 @@
 """`tailrace bench server` on PostgreSQL: topping the store up with INSERT ... SELECT.
 
-The same rows as `server.fill_sqlite_by_sql` (the same 200 pods in 40 workloads, the same message
+The same records as `server.fill_in_batches` (the same 200 pods in 40 workloads, the same message
 mix and timestamps, picked by the same hashes of the id), generated inside PostgreSQL so ten million
 rows take minutes rather than an hour of Python. When the fill more than doubles the table, the
 records indexes are dropped first and rebuilt at the end (a sorted build is several times cheaper
