@@ -5,7 +5,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tailrace.server.storage import base, sqlite, sqlite_chunks, sqlite_schema
+import pytest
+
+from tailrace.server.storage import (
+    base,
+    sqlite,
+    sqlite_chunks,
+    sqlite_migration_3,
+    sqlite_schema,
+)
 from tests.server.storage import samples
 
 
@@ -224,4 +232,53 @@ async def test_a_schema_2_database_becomes_chunks_with_every_record_as_it_was(
     # the system record, an origin of its own); plus the chunk appended above.
     sizes = [n for (n,) in conn.execute("SELECT n FROM chunks ORDER BY id")]
     assert sizes == [100] * 6 + [99, 1, 1]
+    conn.close()
+
+
+async def test_a_schema_2_migration_killed_mid_way_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v2.db"
+    rows = 700
+    _write_schema_2_database(path, rows)
+    monkeypatch.setattr(sqlite_migration_3, "SLICE_RECORDS", 150)
+    advance = sqlite_migration_3.advance
+    slices = 0
+
+    def advance_then_die(conn: sqlite3.Connection) -> bool:
+        nonlocal slices
+        slices += 1
+        if slices == 3:
+            raise KeyboardInterrupt("killed by the startup probe")
+        return advance(conn)
+
+    monkeypatch.setattr(sqlite_migration_3, "advance", advance_then_die)
+    store = sqlite.SQLiteStore(str(path))
+    with pytest.raises(KeyboardInterrupt):
+        await store.open()
+    await store.close()
+
+    conn = sqlite3.connect(path)
+    progress = conn.execute(
+        "SELECT value FROM meta WHERE key = ?", (sqlite_migration_3.PROGRESS_KEY,)
+    ).fetchone()
+    assert progress == ("300",)  # two slices committed, the third rolled back
+    assert conn.execute("SELECT sum(n) FROM chunks").fetchone() == (300,)
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
+    conn.close()
+
+    monkeypatch.setattr(sqlite_migration_3, "advance", advance)
+    store = sqlite.SQLiteStore(str(path))
+    await store.open()
+    try:
+        everything = await store.query(base.Query(limit=10_000))
+        assert sorted(r.id for r in everything) == list(range(1, rows + 1))
+        assert await store.count(base.Query(text="refused")) == rows // 7
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (3,)
+    assert conn.execute(
+        "SELECT count(*) FROM meta WHERE key = ?", (sqlite_migration_3.PROGRESS_KEY,)
+    ).fetchone() == (0,)
     conn.close()

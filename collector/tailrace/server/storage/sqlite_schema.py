@@ -4,15 +4,17 @@ A database records every migration it has applied in `schema_migrations`; openin
 the missing ones in order, each in its own transaction. Never edit a released migration: append a
 new one. Schema 1 and 2 kept a row per record; schema 3 keeps records in chunks (see
 `sqlite_chunks`), and its migration moves the old rows over with a step in Python
-(`sqlite_migration_3`) in the same transaction.
+(`sqlite_migration_3`) in slices of their own transactions, so that a start killed mid-way
+resumes rather than starts over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Iterator
+from typing import Final, Protocol
 
 from tailrace.server.storage import sqlite_migration_3
 
@@ -206,10 +208,19 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     ),
 )
 
-# Steps in Python that follow a migration's script, in its transaction.
-MIGRATION_STEPS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
-    3: sqlite_migration_3.convert,
-}
+
+class MovingStep(Protocol):
+    """A migration's Python part that moves data in slices, each its own transaction (see
+    `sqlite_migration_3`): `begin` runs with the script, `advance` once per slice until it says
+    nothing is left, `finish` with the recording of the version."""
+
+    def started(self, conn: sqlite3.Connection) -> bool: ...
+    def begin(self, conn: sqlite3.Connection) -> None: ...
+    def advance(self, conn: sqlite3.Connection) -> bool: ...
+    def finish(self, conn: sqlite3.Connection) -> None: ...
+
+
+MIGRATION_STEPS: Final[dict[int, MovingStep]] = {3: sqlite_migration_3}
 
 CURRENT_VERSION: Final = MIGRATIONS[-1][0]
 
@@ -233,16 +244,36 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version, script in MIGRATIONS:
         if version in applied:
             continue
-        # executescript commits first; wrap the script so a failed migration leaves no trace.
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{script}")
-            step = MIGRATION_STEPS.get(version)
-            if step is not None:
-                step(conn)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time_ns()))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        step = MIGRATION_STEPS.get(version)
+        if step is None:
+            # executescript commits first; wrap the script so a failed migration leaves no trace.
+            with _transaction(conn, script):
+                _record(conn, version)
+            continue
+        if not step.started(conn):
+            with _transaction(conn, script):
+                step.begin(conn)
+        while True:
+            with _transaction(conn):
+                if not step.advance(conn):
+                    step.finish(conn)
+                    _record(conn, version)
+                    break
     return CURRENT_VERSION
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, script: str = "") -> Iterator[None]:
+    """One write transaction (opened with `script` run first), committed unless it raises."""
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}")
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _record(conn: sqlite3.Connection, version: int) -> None:
+    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time_ns()))
