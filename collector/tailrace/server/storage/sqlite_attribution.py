@@ -11,21 +11,10 @@ from typing import Any, Final
 
 import orjson
 
-from tailrace.server.storage import base
+from tailrace.server.storage import base, sqlite_chunks
 
-ORIGIN_COLUMNS: Final = (
-    "namespace",
-    "kind",
-    "workload",
-    "workload_uid",
-    "pod",
-    "pod_uid",
-    "container",
-    "container_id",
-    "restart",
-    "source",
-    "stream",
-)
+# The `origins` table's columns: what a chunk's records share, and an odd stream's name.
+ORIGIN_COLUMNS: Final = (*sqlite_chunks.ORIGIN_FIELDS, "stream")
 
 
 class Refs:
