@@ -115,49 +115,35 @@ def _convert_slice(conn: sqlite3.Connection, after_id: int) -> int | None:
         (record_id, ts, received, namespace, kind, workload, workload_uid, pod, pod_uid) = row[:9]
         container, container_id, restart, stream, level, message = row[9:15]
         execution_id, attrs, source, flags, pod_ref, workload_ref = row[15:21]
-        odd = sqlite_chunks.odd_stream(stream)
-        origin = (
-            namespace,
-            kind,
-            workload,
-            workload_uid,
-            pod,
-            pod_uid,
-            container,
-            container_id,
-            restart,
-            source,
-            odd,
+        record = base.StoredRecord(
+            ts_ns=ts,
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            stream=stream,
+            level=levels[level],
+            message=message,
+            kind=kind,
+            workload=workload,
+            workload_uid=workload_uid,
+            pod_uid=pod_uid,
+            container_id=container_id,
+            restart=restart,
+            execution_id=execution_id,
+            attrs=orjson.loads(attrs) if attrs else {},
+            source=source,
+            flags=flags,
+            id=record_id,
+            received_ns=received,
         )
+        origin = (*sqlite_chunks.origin_of(record), sqlite_chunks.odd_stream(stream))
         key = (origin, received, pod_ref, workload_ref)
         if key != run_key or record_id != last_id + 1 or len(run) >= sqlite_chunks.CHUNK_RECORDS:
             close_run()
             run_key = key
             run_refs = (refs.origin(conn, origin), pod_ref, workload_ref)
         last_id = record_id
-        run.append(
-            base.StoredRecord(
-                ts_ns=ts,
-                namespace=namespace,
-                pod=pod,
-                container=container,
-                stream=stream,
-                level=levels[level],
-                message=message,
-                kind=kind,
-                workload=workload,
-                workload_uid=workload_uid,
-                pod_uid=pod_uid,
-                container_id=container_id,
-                restart=restart,
-                execution_id=execution_id,
-                attrs=orjson.loads(attrs) if attrs else {},
-                source=source,
-                flags=flags,
-                id=record_id,
-                received_ns=received,
-            )
-        )
+        run.append(record)
     if run_key is None:
         return None
     close_run()
