@@ -39,7 +39,7 @@ from tailrace import records
 from tailrace.bench import load, server_postgres
 from tailrace.bench.load import NAMESPACES, T0, message
 from tailrace.server import ingest, storage
-from tailrace.server.storage import base, postgres, sqlite
+from tailrace.server.storage import base, postgres
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -115,41 +115,10 @@ def _scope(i: int) -> tuple[str, str, str]:
     return namespace, workload, pod
 
 
-async def fill(store: base.Store, target: int, progress: Callable[[str], None]) -> None:
-    have = await store.count(base.Query())
-    rng = random.Random(2)
-    chunk = 50_000
-    started = time.perf_counter()
-    i = have
-    while i < target:
-        batch: list[base.NewRecord] = []
-        for _ in range(min(chunk, target - i)):
-            namespace, workload, pod = _scope(rng.randrange(200))
-            # Several records share each timestamp, as bursts from one process do.
-            batch.append(
-                base.NewRecord(
-                    ts_ns=T0 + (i // 4) * 1000,
-                    namespace=namespace,
-                    pod=pod,
-                    container="app",
-                    stream="stdout",
-                    level="ERROR" if rng.random() < 0.02 else "INFO",
-                    message=message(i, rng),
-                    kind="Function",
-                    workload=workload,
-                )
-            )
-            i += 1
-        await store.append(
-            [base.IngestBatch(f"fill-{i}", batch, list(range(1, len(batch) + 1)), 0)]
-        )
-        rate = (i - have) / (time.perf_counter() - started)
-        progress(f"  filled {i:,} records ({rate:,.0f}/s)")
-
-
 def fill_message(i: int) -> tuple[str, str]:
-    """Record i's (message, level) in the query benchmark's store: the mix `fill` writes and
-    `server_postgres.fill_by_sql` writes by SQL (a roll from i, not a random generator)."""
+    """Record i's (message, level) in the query benchmark's store: the mix `fill_in_batches`
+    writes and `server_postgres.fill_by_sql` writes by SQL (a roll from i, not a random
+    generator)."""
     roll = (i * 2654435761) % 10000
     level = "ERROR" if roll % 50 == 1 else "INFO"
     if roll == 0:
@@ -402,15 +371,12 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"queries: filling the store to {total:,} records")
             started = time.perf_counter()
             say = lambda line: print(line, end="\r", flush=True)  # noqa: E731
-            if isinstance(store, sqlite.SQLiteStore):
-                await fill_in_batches(store, total, say)
-                how = "through Store.append, one batch per pod"
-            elif isinstance(store, postgres.PostgresStore) and not args.via_store:
+            if isinstance(store, postgres.PostgresStore) and not args.via_store:
                 await server_postgres.fill_by_sql(store, total, T0, say)
                 how = "by SQL"
             else:
-                await fill(store, total, say)
-                how = "through Store.append"
+                await fill_in_batches(store, total, say)
+                how = "through Store.append, one batch per pod"
             print(f"\n  filled {how} in {time.perf_counter() - started:.0f} s")
             for name, make in query_shapes(total).items():
                 figures = await time_queries(make, store.query, queries)
