@@ -187,6 +187,19 @@ class IngestBatch:
             pod_uid=self.pod_uid,
         )
 
+    def drops_row(self, probe: NewRecord) -> tuple[str, str, str, str, str, str, int]:
+        """The batch's dropped lines as a `drops` row (namespace, kind, workload, pod, pod_uid,
+        container, lines), once `probe` (its `attribution_probe`) has been attributed."""
+        return (
+            probe.namespace,
+            probe.kind,
+            probe.workload,
+            probe.pod,
+            probe.pod_uid,
+            probe.container,
+            self.dropped_lines,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:

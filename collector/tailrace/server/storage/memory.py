@@ -106,17 +106,7 @@ class MemoryStore:
             if batch.dropped_lines and new_mark > mark:
                 probe = batch.attribution_probe()
                 self._attribute(probe)
-                self._drops.append(
-                    _Drops(
-                        probe.namespace,
-                        probe.kind,
-                        probe.workload,
-                        probe.pod,
-                        probe.pod_uid,
-                        probe.container,
-                        batch.dropped_lines,
-                    )
-                )
+                self._drops.append(_Drops(*batch.drops_row(probe)))
             self._offsets[batch.source_key] = new_mark
             touched[batch.source_key] = new_mark
         return base.AppendResult(stored, duplicates, touched, filtered)

@@ -188,12 +188,4 @@ class _Attribution:
 async def _drop_row(attribution: _Attribution, batch: base.IngestBatch) -> tuple[Any, ...]:
     probe = batch.attribution_probe()
     await attribution.resolve(probe)
-    return (
-        probe.namespace,
-        probe.kind,
-        probe.workload,
-        probe.pod,
-        probe.pod_uid,
-        probe.container,
-        batch.dropped_lines,
-    )
+    return batch.drops_row(probe)

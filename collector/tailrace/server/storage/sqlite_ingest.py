@@ -164,17 +164,7 @@ class Appender:
             if batch.dropped_lines and new_mark > mark:
                 probe = batch.attribution_probe()
                 attribution.resolve(probe)
-                drops.append(
-                    (
-                        probe.namespace,
-                        probe.kind,
-                        probe.workload,
-                        probe.pod,
-                        probe.pod_uid,
-                        probe.container,
-                        batch.dropped_lines,
-                    )
-                )
+                drops.append(batch.drops_row(probe))
             marks[batch.source_key] = new_mark
             self.offsets[batch.source_key] = new_mark
         if drops:
