@@ -37,6 +37,19 @@ def test_ring_is_bounded_by_lines_and_bytes_and_knows_what_it_lost() -> None:
     assert small.floor == 3
 
 
+def test_a_batch_leaves_a_ring_as_appending_its_records_one_by_one_would() -> None:
+    records = [_record(i) for i in range(1, 40)]
+    records[20].message = "x" * 500
+    for lines, max_bytes in ((7, 1 << 20), (100, 1_000), (100, 10)):
+        one_by_one, batched = streaming.Ring(lines, max_bytes), streaming.Ring(lines, max_bytes)
+        for record in records:
+            one_by_one.append(record)
+        batched.extend(records[:25])
+        batched.extend(records[25:])
+        assert batched.after(batched.floor) == one_by_one.after(one_by_one.floor)
+        assert (batched.floor, batched.bytes) == (one_by_one.floor, one_by_one.bytes)
+
+
 def test_replay_prefers_the_workload_ring() -> None:
     hub = streaming.Hub(ring_lines=2)
     key = base.WorkloadKey("ns", "Function", "hello")

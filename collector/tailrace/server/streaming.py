@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Final, Literal, Protocol, runtime_checkable
 
 import anyio
@@ -88,12 +88,16 @@ class Ring:
         return self._bytes
 
     def append(self, record: base.StoredRecord) -> None:
-        self._records.append(record)
-        self._bytes += record_bytes(record)
-        while len(self._records) > self.max_lines or (
-            self._bytes > self.max_bytes and len(self._records) > 1
-        ):
-            evicted = self._records.popleft()
+        self.extend((record,))
+
+    def extend(self, records: Sequence[base.StoredRecord]) -> None:
+        """Append every record, then evict the oldest beyond the bounds: the same records stay
+        as when evicting after each one, since appending only ever tightens the bounds."""
+        kept = self._records
+        kept.extend(records)
+        self._bytes += sum(len(r.message) for r in records) + len(records) * _RECORD_OVERHEAD
+        while len(kept) > self.max_lines or (self._bytes > self.max_bytes and len(kept) > 1):
+            evicted = kept.popleft()
             self._bytes -= record_bytes(evicted)
             self.floor = max(self.floor, evicted.id)
 
@@ -166,12 +170,16 @@ class Subscription:
         return batch
 
 
-def _scope_keys(record: base.StoredRecord) -> Iterable[tuple[str, ...]]:
-    yield ()
-    yield ("ns", record.namespace)
-    yield ("pod", record.namespace, record.pod)
+def _scope_keys(record: base.StoredRecord) -> tuple[tuple[str, ...], ...]:
+    namespace = record.namespace
     if record.workload:
-        yield ("wl", record.namespace, record.kind, record.workload)
+        return (
+            (),
+            ("ns", namespace),
+            ("pod", namespace, record.pod),
+            ("wl", namespace, record.kind, record.workload),
+        )
+    return (), ("ns", namespace), ("pod", namespace, record.pod)
 
 
 def _subscription_key(filters: base.Query) -> tuple[str, ...]:
@@ -313,27 +321,42 @@ class Hub:
                 log.exception("live-tail skip listener failed")
 
     def deliver(self, records: Sequence[base.StoredRecord]) -> None:
-        """Fan records out; never blocks, never raises for a slow follower."""
+        """Fan records (in id order) out; never blocks, never raises for a slow follower."""
+        if records:
+            self.last_id = max(self.last_id, records[-1].id)
+        self.ring.extend(records)
+        if self._workload_rings:
+            self._fill_workload_rings(records)
+        if self._subscriptions:
+            self._offer(records)
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:
+                log.exception("live-tail listener failed")
+
+    def _fill_workload_rings(self, records: Sequence[base.StoredRecord]) -> None:
+        rings = self._workload_rings
+        found: dict[tuple[str, str, str], list[base.StoredRecord]] = {}
         for record in records:
-            self.last_id = max(self.last_id, record.id)
-            self.ring.append(record)
             if record.workload:
-                ring = self._workload_rings.get((record.namespace, record.kind, record.workload))
-                if ring is not None:
-                    ring.append(record)
+                key = (record.namespace, record.kind, record.workload)
+                if key in rings:
+                    found.setdefault(key, []).append(record)
+        for key, mine in found.items():
+            rings[key].extend(mine)
+
+    def _offer(self, records: Sequence[base.StoredRecord]) -> None:
+        subscriptions = self._subscriptions
+        for record in records:
             for key in _scope_keys(record):
-                subs = self._subscriptions.get(key)
+                subs = subscriptions.get(key)
                 if not subs:
                     continue
                 for sub in list(subs):
                     if sub.accepts(record) and not sub.offer(record):
                         self.slow_consumers_cut += sub.close_reason == SLOW_CONSUMER
                         self._discard(sub)
-        for listener in self._listeners:
-            try:
-                listener(records)
-            except Exception:
-                log.exception("live-tail listener failed")
 
     def encoded(
         self, record: base.StoredRecord, form: str, encode: Callable[[base.StoredRecord], bytes]
