@@ -242,26 +242,42 @@ def _token(settings: AgentSettings) -> str:
     return settings.token
 
 
-def _limit_malloc_arenas() -> None:
-    """Two malloc arenas instead of one per thread and core (glibc's default).
+def _tune_malloc() -> None:
+    """glibc malloc settings for a process that allocates and frees megabytes per batch.
 
-    The reader, the forwarder and gRPC's threads each allocate and free megabytes of batches;
-    with an arena each, freed memory stays spread over arenas and the agent's RSS creeps up by
-    tens of MB. Same as MALLOC_ARENA_MAX=2, which the process cannot set for itself once started.
+    - Two arenas instead of one per thread and core (glibc's default): the reader, the forwarder
+      and gRPC's threads each allocate and free megabytes of batches; with an arena each, freed
+      memory stays spread over arenas and the agent's RSS creeps up by tens of MB.
+    - Blocks of up to 16 MiB come from the heap, and up to 32 MiB of it is kept free rather than
+      handed back. By default a block over 128 KiB (a read chunk, a batch's text, its serialized
+      form, a push) is mapped for itself and unmapped when freed (the threshold adapts, but only
+      up to the largest block freed so far), and the heap's top is trimmed past twice that, so
+      the next block faults its pages in afresh. Reading 500,000 short lines took 115,000 page
+      faults and 2.26 us a line, 16,000 and 1.98 us with these settings; the whole agent on the
+      short bench corpus, where reading overlaps the forwarder, gained ~2.5 %.
+
+    The same as MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=16777216 MALLOC_TRIM_THRESHOLD_=33554432,
+    which the process cannot set for itself once started.
     """
     name = ctypes.util.find_library("c")
     if name is None:
         return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).mallopt(_M_ARENA_MAX, 2)
+        mallopt = ctypes.CDLL(name).mallopt
+        mallopt(_M_ARENA_MAX, 2)
+        mallopt(_M_MMAP_THRESHOLD, 16 * 1024 * 1024)
+        mallopt(_M_TRIM_THRESHOLD, 32 * 1024 * 1024)
 
 
-_M_ARENA_MAX = -8  # from glibc's malloc.h
+# From glibc's malloc.h.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 def run(settings: AgentSettings) -> int:
     """Run the agent until SIGTERM/SIGINT; the CLI's entry point. Returns the exit code."""
-    _limit_malloc_arenas()
+    _tune_malloc()
     if not logging.getLogger("tailrace").handlers:
         jsonlog.configure()
     agent: Agent | None = None
