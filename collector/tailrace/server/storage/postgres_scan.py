@@ -126,14 +126,14 @@ async def _after_id(
     found: list[base.StoredRecord] = []
     after = -1 << 63
     while True:
-        rows = await _by_id(conn, p, after, ID_BATCH // 8, data=True)
+        rows = await _by_id(conn, p, after, MAX_BATCH, data=True)
         for row in rows:
             chunk = postgres_chunks.decode(row)
             for i in test.select(chunk):
                 found.append(chunk.record(i))
                 if len(found) >= limit:
                     return found
-        if len(rows) < ID_BATCH // 8:
+        if len(rows) < MAX_BATCH:
             return found
         after = rows[-1][_ID]
 

@@ -1,4 +1,5 @@
-"""Chunks: how the SQLite store keeps records, many to a row.
+"""Chunks: how the SQLite store (and the PostgreSQL store, `postgres_chunks`) keeps records, many
+to a row.
 
 A chunk holds up to `CHUNK_RECORDS` consecutive records of one origin (namespace, pod, container,
 workload, restart, source: the fields every record of one agent batch shares) with consecutive
