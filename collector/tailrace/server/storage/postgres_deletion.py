@@ -10,6 +10,7 @@ other's tombstones.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any, Final
 
@@ -105,12 +106,14 @@ async def retention_cutoff(
         over_bytes = policy.max_bytes is not None and size > policy.max_bytes
         if over_lines or over_bytes:
             running = position = 0
-            async for ts, record_id, length in postgres_scan.newest_first(conn, scope):
-                running += length
-                if (policy.max_lines is not None and position >= policy.max_lines) or (
-                    policy.max_bytes is not None and running > policy.max_bytes
-                ):
-                    candidates.append((ts, record_id))
-                    break
-                position += 1
+            newest = postgres_scan.newest_first(conn, scope)
+            async with contextlib.aclosing(newest) as records:
+                async for ts, record_id, length in records:
+                    running += length
+                    if (policy.max_lines is not None and position >= policy.max_lines) or (
+                        policy.max_bytes is not None and running > policy.max_bytes
+                    ):
+                        candidates.append((ts, record_id))
+                        break
+                    position += 1
     return max(candidates) if candidates else None

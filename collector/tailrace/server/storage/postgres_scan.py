@@ -11,6 +11,7 @@ than it uses at most and the planner is asked for the first rows of an ordered s
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -100,19 +101,20 @@ async def page(
     hits: list[Hit] = []
     kth: int | None = None  # ts_ns of the want-th hit so far
     walk = _Walk(conn, p)
-    async for row in walk.rows():
-        if kth is not None and (row[_MAX_TS] < kth if descending else row[_MIN_TS] > kth):
-            break
-        chunk = postgres_chunks.decode(row)
-        chunk_id, ts = chunk.id, chunk.ts
-        picked = test.select(chunk, kth)
-        if not picked:
-            continue
-        hits.extend((ts[i], chunk_id + i, chunk, i) for i in picked)
-        if len(hits) >= want:
-            hits.sort(key=_key, reverse=descending)
-            del hits[want:]
-            kth = walk.bound = hits[-1][0]
+    async with contextlib.aclosing(walk.rows()) as rows:
+        async for row in rows:
+            if kth is not None and (row[_MAX_TS] < kth if descending else row[_MIN_TS] > kth):
+                break
+            chunk = postgres_chunks.decode(row)
+            chunk_id, ts = chunk.id, chunk.ts
+            picked = test.select(chunk, kth)
+            if not picked:
+                continue
+            hits.extend((ts[i], chunk_id + i, chunk, i) for i in picked)
+            if len(hits) >= want:
+                hits.sort(key=_key, reverse=descending)
+                del hits[want:]
+                kth = walk.bound = hits[-1][0]
     hits.sort(key=_key, reverse=descending)
     found = [chunk.record(i) for _, _, chunk, i in hits[:want]]
     if query.tail is not None:
@@ -187,16 +189,19 @@ async def matching(
     after_chunk: int = -1 << 63,
     limit: int = ID_BATCH,
     lock: bool = False,
+    blobs: bool = False,
 ) -> tuple[list[Match], int | None]:
     """The chunks among the next `limit` planned ones above `after_chunk` (in id order) that
-    hold records matching `query`: (row, chunk, indexes), or (row, None, None) when every live
-    record of the chunk matches without decoding it; and the last chunk id looked at (None when
-    there was none left). `lock` locks the rows for an update in the caller's transaction."""
+        hold records matching `query`: (row, chunk, indexes), or (row, None, None) when every live
+        record of the chunk matches without decoding it; and the last chunk id looked at (None when
+        there was none left). `lock` locks the rows for an update in the caller's transaction;
+    `blobs` reads every row with its blob (for a caller that decodes them all)."""
     p = postgres_query.plan(query, paging=paging)
     if p is None:
         return [], None
     test = RecordTest(query, paging=paging)
-    rows = await _by_id(conn, p, after_chunk, limit, data=test.needs_decoding, lock=lock)
+    data = test.needs_decoding or blobs
+    rows = await _by_id(conn, p, after_chunk, limit, data=data, lock=lock)
     if not rows:
         return [], None
     found: list[Match] = []
@@ -206,7 +211,7 @@ async def matching(
             found.append((row, None, None))
         else:
             undecided.append(row)
-    if not test.needs_decoding:
+    if not data:
         undecided = await _with_data(conn, undecided)
     for row in undecided:
         chunk = postgres_chunks.decode(row)
@@ -217,11 +222,11 @@ async def matching(
 
 
 async def all_matching(
-    conn: psycopg.AsyncConnection[Any], query: base.Query
+    conn: psycopg.AsyncConnection[Any], query: base.Query, *, blobs: bool = False
 ) -> AsyncIterator[Match]:
     after: int | None = -1 << 63
     while after is not None:
-        found, after = await matching(conn, query, after_chunk=after)
+        found, after = await matching(conn, query, after_chunk=after, blobs=blobs)
         for match in found:
             yield match
 
@@ -237,9 +242,8 @@ async def stats(conn: psycopg.AsyncConnection[Any], query: base.Query) -> list[R
     """Rows grouped as `contract_rows.stats` folds them: (level, container, execution,
     namespace, kind, workload, pod, n, truncated, split, bytes, last ts)."""
     groups: dict[tuple[Any, ...], list[int]] = {}
-    async for row, chunk, picked in all_matching(conn, query):
+    async for row, chunk, picked in all_matching(conn, query, blobs=True):
         if chunk is None:
-            (row,) = await _with_data(conn, [row])
             chunk = postgres_chunks.decode(row)
             picked = chunk.live()
         assert picked is not None
