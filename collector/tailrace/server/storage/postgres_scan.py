@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -36,6 +36,8 @@ _ID, _N, _MIN_TS, _MAX_TS = (
     postgres_chunks.MAX_TS,
 )
 _LIVE, _DATA = postgres_chunks.LIVE, postgres_chunks.DATA
+# Reads ask for binary results: a blob then travels as its bytes instead of twice as many hex
+# digits that both ends would have to encode and decode.
 _SELECT: Final = f"SELECT {postgres_chunks.READ_COLUMNS}, data FROM chunks"
 _SELECT_META: Final = f"SELECT {postgres_chunks.READ_COLUMNS} FROM chunks"
 
@@ -53,7 +55,7 @@ class _Walk:
         self._plan = p
         self.bound: int | None = None
 
-    async def rows(self) -> AsyncIterator[Row]:
+    async def rows(self) -> AsyncGenerator[Row]:
         descending = self._plan.descending
         if descending:
             order, key, after, near = "max_ts DESC, min_ts DESC, id DESC", (3, 2, 0), "<", ">="
@@ -74,7 +76,9 @@ class _Walk:
                 terms.append(f"{leading} {near} %s")
                 params.append(self.bound)
             statement = f"{_SELECT} WHERE {' AND '.join(terms) or 'true'} ORDER BY {order} "
-            cursor = await self._conn.execute(f"{statement}LIMIT {size:d}".encode(), params)
+            cursor = await self._conn.execute(
+                f"{statement}LIMIT {size:d}".encode(), params, binary=True
+            )
             rows = await cursor.fetchall()
             for row in rows:
                 yield row
@@ -112,10 +116,11 @@ async def page(
                 continue
             hits.extend((ts[i], chunk_id + i, chunk, i) for i in picked)
             if len(hits) >= want:
-                hits.sort(key=_key, reverse=descending)
+                # (ts_ns, id) decide: ids are unique, so the chunks are never compared.
+                hits.sort(reverse=descending)
                 del hits[want:]
                 kth = walk.bound = hits[-1][0]
-    hits.sort(key=_key, reverse=descending)
+    hits.sort(reverse=descending)
     found = [chunk.record(i) for _, _, chunk, i in hits[:want]]
     if query.tail is not None:
         found.reverse()
@@ -140,10 +145,6 @@ async def _after_id(
         after = rows[-1][_ID]
 
 
-def _key(hit: Hit) -> tuple[int, int]:
-    return hit[0], hit[1]
-
-
 async def _by_id(
     conn: psycopg.AsyncConnection[Any],
     p: postgres_query.Plan,
@@ -158,7 +159,7 @@ async def _by_id(
     statement = f"{_SELECT if data else _SELECT_META} WHERE {where} ORDER BY id LIMIT {limit:d}"
     if lock:
         statement += " FOR UPDATE"
-    cursor = await conn.execute(statement.encode(), [*p.where.params, after])
+    cursor = await conn.execute(statement.encode(), [*p.where.params, after], binary=True)
     return await cursor.fetchall()
 
 
@@ -173,6 +174,7 @@ async def _with_data(conn: psycopg.AsyncConnection[Any], rows: Sequence[Row]) ->
             min(row[_MIN_TS] for row in rows),
             max(row[_MIN_TS] for row in rows),
         ),
+        binary=True,
     )
     blobs = dict(await cursor.fetchall())
     return [(*row, blobs[row[_ID]]) for row in rows if row[_ID] in blobs]
@@ -269,7 +271,7 @@ async def stats(conn: psycopg.AsyncConnection[Any], query: base.Query) -> list[R
 
 async def newest_first(
     conn: psycopg.AsyncConnection[Any], query: base.Query
-) -> AsyncIterator[tuple[int, int, int]]:
+) -> AsyncGenerator[tuple[int, int, int]]:
     """(ts_ns, id, bytes) of every record matching `query`, newest first, read lazily."""
     p = postgres_query.plan(replace(query, order="desc", tail=None), paging=False)
     if p is None:
@@ -302,6 +304,7 @@ async def feed(
         cursor = await conn.execute(
             f"{_SELECT} WHERE id > %s AND id <= %s ORDER BY id LIMIT {MAX_BATCH:d}".encode(),
             (after, upto),
+            binary=True,
         )
         rows = await cursor.fetchall()
         for row in rows:
