@@ -19,6 +19,7 @@ import psycopg
 from tailrace.server.storage import base, postgres_chunks, postgres_schema, sqlite_chunks
 
 SLICE_IDS: Final = 100_000
+PART_ROWS: Final = 10_000  # records read and written at a time within a slice
 PROGRESS_KEY: Final = "migration_4_moved"
 
 # The version-3 `records` columns a record is made of.
@@ -57,26 +58,33 @@ async def move_slice(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
             return False
         first = int(row[0])
         last = first + SLICE_IDS - 1
-        cursor = await conn.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE id >= %s AND id <= %s ORDER BY id",
-            (first, last),
-        )
-        stored = [_record(found) for found in await cursor.fetchall()]
-        rows = [
-            postgres_chunks.row(chunk)
-            for run in _runs(stored)
-            for chunk in sqlite_chunks.split(run)
-        ]
-        days = {postgres_schema.day_of(chunk_row[postgres_chunks.MIN_TS]) for chunk_row in rows}
-        for day in sorted(days):
-            await conn.execute(postgres_schema.create_partition_sql(schema, day).encode())
-        await postgres_chunks.copy(conn, rows)
+        # A server-side cursor, read a part at a time: a whole slice of records and their chunk
+        # rows at once took ~390 MB when every record was a chunk of its own.
+        async with conn.cursor(name="migration_4") as records:
+            await records.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM records WHERE id >= %s AND id <= %s ORDER BY id",
+                (first, last),
+            )
+            while part := await records.fetchmany(PART_ROWS):
+                await _write(conn, schema, [_record(found) for found in part])
         await conn.execute(
             "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = "
             "excluded.value",
             (PROGRESS_KEY, str(last)),
         )
     return True
+
+
+async def _write(
+    conn: psycopg.AsyncConnection[Any], schema: str, stored: list[base.StoredRecord]
+) -> None:
+    rows = [
+        postgres_chunks.row(chunk) for run in _runs(stored) for chunk in sqlite_chunks.split(run)
+    ]
+    days = {postgres_schema.day_of(chunk_row[postgres_chunks.MIN_TS]) for chunk_row in rows}
+    for day in sorted(days):
+        await conn.execute(postgres_schema.create_partition_sql(schema, day).encode())
+    await postgres_chunks.copy(conn, rows)
 
 
 def _runs(stored: list[base.StoredRecord]) -> Iterator[list[base.StoredRecord]]:
