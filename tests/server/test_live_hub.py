@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 
 from tailrace.server import streaming
 from tailrace.server.storage import base
@@ -35,6 +35,19 @@ def test_ring_is_bounded_by_lines_and_bytes_and_knows_what_it_lost() -> None:
         small.append(_record(i))
     assert len(small) == 2
     assert small.floor == 3
+
+
+def test_a_batch_leaves_a_ring_as_appending_its_records_one_by_one_would() -> None:
+    records = [_record(i) for i in range(1, 40)]
+    records[20].message = "x" * 500
+    for lines, max_bytes in ((7, 1 << 20), (100, 1_000), (100, 10)):
+        one_by_one, batched = streaming.Ring(lines, max_bytes), streaming.Ring(lines, max_bytes)
+        for record in records:
+            one_by_one.append(record)
+        batched.extend(records[:25])
+        batched.extend(records[25:])
+        assert batched.after(batched.floor) == one_by_one.after(one_by_one.floor)
+        assert (batched.floor, batched.bytes) == (one_by_one.floor, one_by_one.bytes)
 
 
 def test_replay_prefers_the_workload_ring() -> None:
@@ -73,14 +86,40 @@ async def test_ending_a_workload_closes_its_subscriptions_after_pending_records(
 
 
 class _SharedStore:
-    def __init__(self) -> None:
-        self.batches: asyncio.Queue[list[base.StoredRecord]] = asyncio.Queue()
-        self.started_after: int | None = None
+    """A store other replicas write to: `add` stores records, `watch` reads them back by id."""
 
-    async def watch(self, after_id: int) -> AsyncIterator[list[base.StoredRecord]]:
-        self.started_after = after_id
+    def __init__(self) -> None:
+        self.records: list[base.StoredRecord] = []
+        self.added = asyncio.Event()
+        self.watches: list[int] = []  # the after_id of every watch started
+        self.read = 0  # records yielded by watches
+
+    def add(self, *records: base.StoredRecord) -> None:
+        self.records.extend(records)
+        self.added.set()
+
+    async def last_id(self) -> int:
+        return self.records[-1].id if self.records else 0
+
+    async def watch(self, after_id: int) -> AsyncGenerator[list[base.StoredRecord], None]:
+        self.watches.append(after_id)
+        last = after_id
         while True:
-            yield await self.batches.get()
+            found = [r for r in self.records if r.id > last]
+            if found:
+                self.read += len(found)
+                last = found[-1].id
+                yield found
+            self.added.clear()
+            await self.added.wait()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 5 s")
 
 
 async def test_a_hub_following_a_shared_store_ignores_local_publishes() -> None:
@@ -93,10 +132,58 @@ async def test_a_hub_following_a_shared_store_ignores_local_publishes() -> None:
     try:
         await asyncio.sleep(0)
         hub.publish([_record(11)])  # stored here, but the feed is the one source of truth
-        await store.batches.put([_record(11), _record(12)])
+        store.add(_record(11), _record(12))
         received = await sub.get(5)
         assert [r.id for r in received] == [11, 12]
-        assert store.started_after == 10
+        assert store.watches == [10]
+    finally:
+        task.cancel()
+
+
+async def test_a_replica_nobody_follows_reads_no_record_and_a_new_follower_misses_none() -> None:
+    hub = streaming.Hub(feed_poll_s=0.01)
+    store = _SharedStore()
+    skipped: list[int] = []
+    hub.add_skip_listener(lambda: skipped.append(hub.last_id))
+    task = asyncio.create_task(hub.follow_store(store))
+    try:
+        store.add(*(_record(i) for i in range(1, 6)))
+        await _until(lambda: hub.last_id == 5)
+        store.add(_record(6))
+        await _until(lambda: hub.last_id == 6)
+        assert (store.watches, store.read, len(hub.ring)) == ([], 0, 0)
+        assert skipped == [5]  # once per stretch without followers
+        sub = hub.subscribe(base.Query())
+        store.add(_record(7), _record(8))
+        await _until(lambda: hub.last_id == 8)
+        assert [r.id for r in await sub.get(0)] == [7, 8]
+        assert store.watches == [6]
+        # The ring holds what was read since; a resume from before that goes to the store.
+        assert [r.id for r in hub.replay(base.Query(), 6) or []] == [7, 8]
+        assert hub.replay(base.Query(), 5) is None
+    finally:
+        task.cancel()
+
+
+async def test_the_feed_stops_once_the_last_follower_has_been_gone_for_the_linger() -> None:
+    hub = streaming.Hub(feed_poll_s=0.01, feed_linger_s=0.0)
+    store = _SharedStore()
+    sub = hub.subscribe(base.Query())
+    task = asyncio.create_task(hub.follow_store(store))
+    try:
+        store.add(_record(1))
+        await _until(lambda: hub.last_id == 1)
+        hub.unsubscribe(sub)
+        store.add(_record(2))  # read (the watch was open), then the feed stops
+        await _until(lambda: hub.last_id == 2)
+        store.add(_record(3), _record(4))
+        await _until(lambda: hub.last_id == 4)
+        assert store.read == 2
+        again = hub.subscribe(base.Query())
+        store.add(_record(5))
+        await _until(lambda: hub.last_id == 5)
+        assert [r.id for r in await again.get(0)] == [5]
+        assert store.watches == [0, 4]
     finally:
         task.cancel()
 

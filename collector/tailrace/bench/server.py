@@ -39,7 +39,7 @@ from tailrace import records
 from tailrace.bench import load, server_postgres
 from tailrace.bench.load import NAMESPACES, T0, message
 from tailrace.server import ingest, storage
-from tailrace.server.storage import base, postgres
+from tailrace.server.storage import base
 from tailrace.wire import codec
 from tailrace.wire.v1 import ingest_pb2, ingest_pb2_grpc
 
@@ -116,9 +116,8 @@ def _scope(i: int) -> tuple[str, str, str]:
 
 
 def fill_message(i: int) -> tuple[str, str]:
-    """Record i's (message, level) in the query benchmark's store: the mix `fill_in_batches`
-    writes and `server_postgres.fill_by_sql` writes by SQL (a roll from i, not a random
-    generator)."""
+    """Record i's (message, level) in the query benchmark's store, as `fill_in_batches` writes
+    it: a roll from i, not a random generator, so every store holds the same records."""
     roll = (i * 2654435761) % 10000
     level = "ERROR" if roll % 50 == 1 else "INFO"
     if roll == 0:
@@ -338,11 +337,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=200, help="queries timed per shape")
     p.add_argument("--quick", action="store_true", help="200k records, fewer queries")
     p.add_argument("--skip-followers", action="store_true")
-    p.add_argument(
-        "--via-store",
-        action="store_true",
-        help="fill PostgreSQL through Store.append (slow; by default it is filled by SQL)",
-    )
     return p
 
 
@@ -371,13 +365,11 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"queries: filling the store to {total:,} records")
             started = time.perf_counter()
             say = lambda line: print(line, end="\r", flush=True)  # noqa: E731
-            if isinstance(store, postgres.PostgresStore) and not args.via_store:
-                await server_postgres.fill_by_sql(store, total, T0, say)
-                how = "by SQL"
-            else:
-                await fill_in_batches(store, total, say)
-                how = "through Store.append, one batch per pod"
-            print(f"\n  filled {how} in {time.perf_counter() - started:.0f} s")
+            await fill_in_batches(store, total, say)
+            print(
+                "\n  filled through Store.append, one batch per pod, "
+                f"in {time.perf_counter() - started:.0f} s"
+            )
             for name, make in query_shapes(total).items():
                 figures = await time_queries(make, store.query, queries)
                 print(

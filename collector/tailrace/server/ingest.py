@@ -203,58 +203,64 @@ def decode(batch: ingest_pb2.Batch, kind: str, workload: str) -> list[base.NewRe
 
     The same reading as `codec.iter_records`, without its intermediate `LogRecord` per line:
     ingest spends most of its Python time here, and the live tail wants `StoredRecord`s anyway.
+    One comprehension over the dense columns builds the records; the sparse ones (execution ids,
+    attrs: most batches have neither) are set on the few records they name afterwards.
     """
     source = batch.source
     namespace, pod, pod_uid = source.namespace, source.pod, source.pod_uid
     container, container_id, restart = source.container, source.container_id, source.restart
-    exec_ids = dict(zip(batch.execution_index, batch.execution_ids, strict=True))
-    attrs: dict[int, dict[str, Any]] = {}
+    streams = records.STREAM_NAMES
+    levels = conventions.LEVELS
+    new = base.StoredRecord
+    out: list[base.NewRecord] = [
+        new(
+            ts,
+            namespace,
+            pod,
+            container,
+            streams[stream],
+            levels[level],
+            message,
+            kind,
+            workload,
+            "",
+            pod_uid,
+            container_id,
+            restart,
+            "",
+            {},
+            "agent",
+            flags,
+        )
+        for ts, stream, level, flags, message in zip(
+            batch.ts_ns,
+            batch.streams,
+            batch.levels,
+            batch.flags,
+            _messages(batch.text, batch.text_lengths),
+            strict=True,
+        )
+    ]
+    for index, execution_id in zip(batch.execution_index, batch.execution_ids, strict=True):
+        out[index].execution_id = execution_id
     for index, raw in zip(batch.attrs_index, batch.attrs_json, strict=True):
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            value = None
+            continue
         if isinstance(value, dict) and value:
-            attrs[index] = value
-    raw_text = batch.text
-    # One decode for the whole column when it is ASCII (byte lengths are then character lengths).
-    ascii_text = raw_text.decode("ascii") if raw_text.isascii() else None
-    streams = records.STREAM_NAMES
-    levels = conventions.LEVELS
-    new = base.StoredRecord
-    out: list[base.NewRecord] = []
-    pos = 0
-    for index, (ts, stream, level, flags, length) in enumerate(
-        zip(batch.ts_ns, batch.streams, batch.levels, batch.flags, batch.text_lengths, strict=True)
-    ):
-        end = pos + length
-        if ascii_text is not None:
-            message = ascii_text[pos:end]
-        else:
-            message = raw_text[pos:end].decode("utf-8", "replace")
-        pos = end
-        out.append(
-            new(
-                ts,
-                namespace,
-                pod,
-                container,
-                streams[stream],
-                levels[level],
-                message,
-                kind,
-                workload,
-                "",
-                pod_uid,
-                container_id,
-                restart,
-                exec_ids.get(index, "") if exec_ids else "",
-                attrs.get(index, {}) if attrs else {},
-                "agent",
-                flags,
-            )
-        )
+            out[index].attrs = value
     return out
+
+
+def _messages(text: bytes, lengths: Iterable[int]) -> list[str]:
+    """The text column cut by its lengths (which validation checked add up to it)."""
+    bounds = list(itertools.pairwise(itertools.accumulate(lengths, initial=0)))
+    if text.isascii():
+        # One decode for the whole column: byte offsets are then character offsets.
+        whole = text.decode("ascii")
+        return [whole[start:end] for start, end in bounds]
+    return [text[start:end].decode("utf-8", "replace") for start, end in bounds]
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):

@@ -20,6 +20,8 @@ import orjson
 import pytest
 
 from tailrace.server import auth, ratelimit
+from tailrace.server.storage import base
+from tailrace.server.surfaces import hoody
 from tests.server.compat.conftest import LineReader, ServerFactory, delete_workload, stream
 from tests.server.harness import T0, Line, Running, Source
 
@@ -384,6 +386,20 @@ async def test_reset_after_a_restart_and_seqs_restart_with_a_wide_margin(
 async def test_an_id_the_ring_never_gave_is_answered_with_reset(loaded: Running) -> None:
     async with stream(loaded, STREAM, headers={"Last-Event-ID": "12345"}) as (_, lines):
         assert (await next_frame(lines)).event == "reset"
+
+
+def test_a_ring_that_lost_track_of_records_resumes_no_earlier_seq() -> None:
+    def record(record_id: int) -> base.StoredRecord:
+        return base.StoredRecord(T0, "shop", "p", "api", "stdout", "INFO", "m", id=record_id)
+
+    ring = hoody.Ring(T0)
+    ring.publish([record(1), record(2)])
+    last = ring.last_seq
+    assert [r.id for _, r in ring.after(last - 1) or []] == [2]
+    ring.lose_track()  # a replica nobody followed did not read the records stored meanwhile
+    assert ring.after(last) is None
+    ring.publish([record(9)])
+    assert [r.id for _, r in ring.after(ring.last_seq - 1) or []] == [9]
 
 
 async def test_scope_destroyed_then_close_when_the_container_goes_away(

@@ -309,6 +309,12 @@ class Ring:
                     key = base.WorkloadKey(record.namespace, record.kind, record.workload)
                     follower.owners.add(key)
 
+    def lose_track(self) -> None:
+        """Records were stored that this ring never numbered (a replica nobody follows does not
+        read them): no ringSeq given so far can be resumed without a gap, so none is known."""
+        self.entries.clear()
+        self.last_seq += 1
+
     def seq(self, record: base.StoredRecord) -> int | None:
         return self._seqs.get(record.id)
 
@@ -505,6 +511,7 @@ async def _page(
 def routes(ctx: context.ServerContext) -> list[BaseRoute]:
     ring = Ring(time.time_ns())
     ctx.hub.add_listener(ring.publish)
+    ctx.hub.add_skip_listener(ring.lose_track)
     ctx.hub.add_end_listener(ring.workload_ended)
 
     async def query_logs(request: Request) -> Response:
