@@ -29,7 +29,7 @@ def partitions(schema: str) -> list[str]:
         rows = conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass ORDER BY c.relname",
-            (f'"{schema}".records',),
+            (f'"{schema}".chunks',),
         ).fetchall()
     return [name for (name,) in rows]
 
@@ -141,13 +141,16 @@ async def test_an_unreachable_server_is_reported_as_store_unavailable() -> None:
         await store.open()
 
 
-async def test_a_nul_byte_in_a_line_is_stored_as_a_replacement_character(
-    store: postgres.PostgresStore,
-) -> None:
-    result = await store.append([samples.batch("s", [samples.record("bin\x00ary tail")])])
+async def test_a_nul_byte_in_a_line_is_kept(store: postgres.PostgresStore) -> None:
+    # Messages live in the chunk's bytea blob; only text columns (execution ids) cannot hold NUL.
+    sent = samples.record("bin\x00ary tail", execution_id="run\x00x")
+    result = await store.append([samples.batch("s", [sent])])
     assert len(result.stored) == 1
     (found,) = await store.query(base.Query(text="tail"))
-    assert found.message == "bin\ufffdary tail"
+    assert found.message == "bin\x00ary tail"
+    assert [r.message for r in await store.query(base.Query(execution_id="run\x00x"))] == [
+        "bin\x00ary tail"
+    ]
 
 
 async def test_words_past_the_indexed_prefix_and_very_long_words_are_still_found(
@@ -171,7 +174,7 @@ async def test_totals_come_from_statistics_without_a_scan(store: postgres.Postgr
     sent = [hello(f"line {i}", D0 + i) for i in range(50)]
     await store.append([samples.batch("s", sent)])
     with psycopg.connect(pg.DSN) as conn:
-        conn.execute(f'ANALYZE "{store.schema}".records')
+        conn.execute(f'ANALYZE "{store.schema}".chunks')
     totals = await base.gauge_totals(store)
     assert totals.rows == 50
     assert totals.bytes > 0

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tailrace.server import storage
-from tailrace.server.storage import base, postgres, postgres_sql
+from tailrace.server.storage import base, postgres, postgres_chunks
 from tests.server.storage import pg, samples
 
 pytestmark = pytest.mark.postgres
@@ -91,12 +91,7 @@ async def held_allocation(schema: str) -> AsyncIterator[tuple[psycopg.AsyncConne
 
 async def _insert_held(conn: psycopg.AsyncConnection, record_id: int, message: str) -> None:
     record = base.stamp(samples.record(message), record_id, 1)
-    columns = ", ".join(postgres_sql.COLUMNS)
-    marks = ", ".join(["%s"] * len(postgres_sql.COLUMNS))
-    await conn.execute(
-        f"INSERT INTO records ({columns}) VALUES ({marks})".encode(),
-        postgres_sql.copy_row(record),
-    )
+    await postgres_chunks.copy(conn, [postgres_chunks.row([record])])
 
 
 async def test_a_follower_never_skips_an_id_that_commits_late(

@@ -3,9 +3,10 @@
 `postgresql://user@host:port/db?schema=tailrace&pool_max=8` (other query parameters go to libpq).
 One psycopg 3 async pool; every append is one transaction that locks the high-water mark rows of
 its sources (`SELECT ... FOR UPDATE`), so two replicas handed the same resend store it once: the
-second waits for the first to commit and then sees the mark already past it. Rows go in with
-binary COPY into a table partitioned by day; retention drops whole day partitions when every row
-in them has expired. Ids come from one sequence through `allocate_ids`; `safe_watermark` and
+second waits for the first to commit and then sees the mark already past it. Records are kept in
+chunks of up to 256, a row each (`postgres_chunks`, as the SQLite store does: ADR 0013), written
+with binary COPY into a table partitioned by day; retention drops whole day partitions when every
+chunk in them has expired. Ids come from one sequence through `allocate_ids`; `safe_watermark` and
 `watch` let a follower on any replica read new records in id order without ever skipping one that
 commits late (see docs/decisions/0005-postgres-store.md).
 """
@@ -27,16 +28,16 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from tailrace import records
 from tailrace.server.storage import (
     base,
     contract_rows,
+    postgres_deletion,
     postgres_feed,
     postgres_ingest,
+    postgres_migration_4,
     postgres_retention,
+    postgres_scan,
     postgres_schema,
-    postgres_search,
-    postgres_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,8 @@ WORK_MEM: Final = "64MB"
 # A live-tail watcher polls at least this often even when no notification arrives, so a dropped
 # notification (or one from an aborted transaction's neighbour) delays a record, never loses it.
 WATCH_POLL_S: Final = 1.0
-# A workload's text search walks an index-only scan, which skips the heap only for pages VACUUM
-# marked all-visible; autovacuum looks at a table at most once a minute, and at 20,000 rows/s
-# that leaves a whole minute of every workload's newest rows (what a walk reads first) to heap
-# visits. So each replica vacuums the day partitions it wrote to every VACUUM_EVERY rows it
-# appended: only the pages not yet all-visible are read, and no index is scanned.
-VACUUM_EVERY: Final = 50_000
+# estimated_totals scales the chunk count by the live records and bytes of this many newest ones.
+TOTALS_SAMPLE: Final = 1_000
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -92,11 +89,7 @@ class PostgresStore:
         self._clock = clock
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._partitions: set[int] = set()
-        self._words = postgres_search.WordFrequencies(self._schema)
         self._closing = asyncio.Event()
-        self._unvacuumed = 0
-        self._unvacuumed_days: set[int] = set()
-        self._vacuuming: asyncio.Task[None] | None = None
 
     @property
     def schema(self) -> str:
@@ -116,9 +109,9 @@ class PostgresStore:
 
     def _connect_kwargs(self) -> dict[str, Any]:
         # Custom plans always: how common a searched word is decides the plan (walk the scope's
-        # (ts, id) index for a common word, intersect bitmaps for a rare one), and a generic plan
-        # cached after five runs would pick one for every word. work_mem keeps those bitmaps
-        # exact: a lossy page rechecks the text-search expression on every row it holds. No JIT:
+        # B-tree in time order for a common word, the word GIN index for a rare one), and a
+        # generic plan cached after five runs would pick one for every word. work_mem keeps
+        # bitmaps exact: a lossy page rechecks `words @>` on every row it holds. No JIT:
         # these plans' costs pass jit_above_cost at millions of rows, and compiling them takes
         # longer (15 ms and more) than running them.
         options = (
@@ -147,31 +140,28 @@ class PostgresStore:
 
     async def close(self) -> None:
         self._closing.set()
-        if self._vacuuming is not None:
-            await self._vacuuming
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
     async def _migrate(self) -> None:
+        """Bring the schema to CURRENT_VERSION. A session-level advisory lock (replicas starting
+        together migrate once) rather than one transaction: migration 4 moves records in slices,
+        a transaction each, so that a start killed part way keeps what it did."""
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs())
-        async with conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", postgres_schema.MIGRATION_LOCK
-            )
-            await conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema))
-            )
-            await conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version int NOT NULL)"
-                ).format(sql.Identifier(self._schema))
-            )
+        schema = sql.Identifier(self._schema)
+        async with conn:
+            await conn.execute("SELECT pg_advisory_lock(%s, %s)", postgres_schema.MIGRATION_LOCK)
+            async with conn.transaction():
+                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {}.schema_version (version int NOT NULL)"
+                    ).format(schema)
+                )
             row = await (
                 await conn.execute(
-                    sql.SQL("SELECT max(version) FROM {}.schema_version").format(
-                        sql.Identifier(self._schema)
-                    )
+                    sql.SQL("SELECT max(version) FROM {}.schema_version").format(schema)
                 )
             ).fetchone()
             current = row[0] if row and row[0] is not None else 0
@@ -182,24 +172,28 @@ class PostgresStore:
                 )
             steps = postgres_schema.migrations(self._schema)
             for version in range(current + 1, postgres_schema.CURRENT_VERSION + 1):
-                for statement in steps[version]:
-                    await conn.execute(statement.encode())
-                await conn.execute(
-                    sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(
-                        sql.Identifier(self._schema)
-                    ),
-                    (version,),
-                )
+                if version == 4:
+                    await postgres_migration_4.migrate(conn, self._schema)
+                    continue
+                async with conn.transaction():
+                    for statement in steps[version]:
+                        await conn.execute(statement.encode())
+                    await conn.execute(
+                        sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(schema),
+                        (version,),
+                    )
             now = str(self._clock())
-            for key, value in (
-                ("instance_id", uuid.uuid4().hex),
-                ("created_ns", now),
-                ("schema_version", str(postgres_schema.CURRENT_VERSION)),
+            for key, value, update in (
+                ("instance_id", uuid.uuid4().hex, False),
+                ("created_ns", now, False),
+                ("schema_version", str(postgres_schema.CURRENT_VERSION), True),
             ):
+                conflict = "DO UPDATE SET value = excluded.value" if update else "DO NOTHING"
                 await conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {}.meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
-                    ).format(sql.Identifier(self._schema)),
+                    sql.SQL(f"INSERT INTO {{}}.meta VALUES (%s, %s) ON CONFLICT (key) {conflict}")
+                    .format(schema)
+                    .as_string(conn)
+                    .encode(),
                     (key, value),
                 )
 
@@ -267,40 +261,7 @@ class PostgresStore:
             result = await self._run(
                 lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
             )
-        if result.stored:
-            self._appended(days, len(result.stored))
         return result
-
-    def _appended(self, days: set[int], rows: int) -> None:
-        """Count appended rows; past VACUUM_EVERY, vacuum their partitions in the background."""
-        self._unvacuumed += rows
-        self._unvacuumed_days |= days
-        busy = self._vacuuming is not None and not self._vacuuming.done()
-        if self._unvacuumed < VACUUM_EVERY or busy or self._closing.is_set():
-            return
-        days, self._unvacuumed_days, self._unvacuumed = self._unvacuumed_days, set(), 0
-        self._vacuuming = asyncio.create_task(self._vacuum(sorted(days)))
-
-    async def _vacuum(self, days: list[int]) -> None:
-        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
-            for day in days:
-                # SKIP_LOCKED: another replica's (or autovacuum's) vacuum of it is as good.
-                # TRUNCATE OFF: never try for the lock that would make appends wait.
-                await conn.execute(
-                    sql.SQL(
-                        "VACUUM (INDEX_CLEANUP OFF, PROCESS_TOAST OFF, TRUNCATE OFF, "
-                        "SKIP_LOCKED) {}.{}"
-                    ).format(
-                        sql.Identifier(self._schema),
-                        sql.Identifier(postgres_schema.partition_name(day)),
-                    )
-                )
-
-        try:
-            await self._run(work)
-        except (base.StoreError, psycopg.Error) as err:
-            # A partition retention dropped meanwhile, a closing pool: autovacuum remains.
-            log.info("vacuuming new rows' partitions failed: %s", err)
 
     async def append_records(self, records: Sequence[base.NewRecord]) -> list[base.StoredRecord]:
         result = await self.append([base.IngestBatch("", list(records), [], 0)])
@@ -322,59 +283,50 @@ class PostgresStore:
             # Reads stop at the watermark: no reader (a page, a tail, a follower's catch-up) sees
             # a record while an id below it may still appear from another replica.
             watermark = await postgres_feed.watermark(conn)
-            if query.text is not None and postgres_search.should_walk(
-                query, await self._words.get(conn)
-            ):
-                return await _walk(conn, query, watermark)
-            statement, params = postgres_sql.select(query, watermark)
-            cursor = await conn.execute(statement.encode(), params)
-            return [postgres_sql.from_row(row) for row in await cursor.fetchall()]
+            return await postgres_scan.page(conn, query, watermark)
 
         return await self._run(work)
 
     async def count(self, query: base.Query) -> int:
         base.check_query(query)
-        terms, params = postgres_sql.filters(query)
-        rows = await self._fetch(
-            f"SELECT count(*) FROM records {postgres_sql.where(terms)}".encode(), params
-        )
-        return int(rows[0][0])
+        return await self._run(lambda conn: postgres_scan.count(conn, query))
 
     async def stats(self, query: base.Query) -> base.Stats:
         base.check_query(query)
-        terms, params = postgres_sql.filters(query)
-        statement = (
-            "SELECT level, container, execution_id, namespace, kind, workload, pod, count(*), "
-            f"count(*) FILTER (WHERE flags & {records.FLAG_TRUNCATED} <> 0), "
-            f"count(*) FILTER (WHERE flags & {records.FLAG_SPLIT} <> 0), "
-            f"sum(size), max(ts_ns) FROM records {postgres_sql.where(terms)} "
-            "GROUP BY level, container, execution_id, namespace, kind, workload, pod"
-        )
-        drop_terms, drop_params = postgres_sql.drops_filters(query)
-        drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops {postgres_sql.where(drop_terms)}"
+        drop_terms, drop_params = _drops_filters(query)
+        where = f"WHERE {' AND '.join(drop_terms)}" if drop_terms else ""
+        drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops {where}"
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> base.Stats:
-            groups = await (await conn.execute(statement.encode(), params)).fetchall()
+            groups = await postgres_scan.stats(conn, query)
             dropped = await (await conn.execute(drops_sql.encode(), drop_params)).fetchone()
             return contract_rows.stats(groups, int(dropped[0]) if dropped else 0)
 
         return await self._run(work)
 
     async def estimated_totals(self) -> base.Totals:
-        """Rows and bytes from the planner's statistics of each day partition: no scan, so a
-        metrics scrape stays cheap at any size. Estimates (as fresh as the last ANALYZE or
-        autovacuum), and `bytes` is the partitions' table size rather than message bytes."""
+        """Records and message bytes estimated without a scan, so a metrics scrape stays cheap
+        at any size: the chunk count from the planner's statistics of each day partition (as
+        fresh as the last ANALYZE or autovacuum) times the live records and bytes of an average
+        chunk among the newest TOTALS_SAMPLE."""
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> base.Totals:
             cursor = await conn.execute(
-                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint, "
-                "coalesce(sum(pg_relation_size(c.oid)), 0)::bigint "
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 "
                 "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = %s::regclass",
-                (f'"{self._schema}".records',),
+                (f'"{self._schema}".chunks',),
             )
             row = await cursor.fetchone()
-            return base.Totals(int(row[0]), int(row[1])) if row else base.Totals(0, 0)
+            chunks = float(row[0]) if row else 0.0
+            cursor = await conn.execute(
+                "SELECT coalesce(avg(live), 0)::float8, coalesce(avg(size), 0)::float8 FROM "
+                f"(SELECT live, size FROM chunks ORDER BY id DESC LIMIT {TOTALS_SAMPLE:d}) AS s"
+            )
+            average = await cursor.fetchone()
+            if average is None:
+                return base.Totals(0, 0)
+            return base.Totals(round(chunks * average[0]), round(chunks * average[1]))
 
         return await self._run(work)
 
@@ -429,15 +381,7 @@ class PostgresStore:
 
     async def delete(self, query: base.Query) -> int:
         base.check_query(query)
-        terms, params = postgres_sql.filters(query)
-
-        async def work(conn: psycopg.AsyncConnection[Any]) -> int:
-            cursor = await conn.execute(
-                f"DELETE FROM records {postgres_sql.where(terms)}".encode(), params
-            )
-            return cursor.rowcount
-
-        return await self._run(work)
+        return await self._run(lambda conn: postgres_deletion.delete(conn, query, paging=False))
 
     # -- registry -------------------------------------------------------------------------------
 
@@ -587,61 +531,6 @@ class PostgresStore:
 # -- transaction pieces ---------------------------------------------------------------------------
 
 
-async def _walk(
-    conn: psycopg.AsyncConnection[Any], query: base.Query, watermark: int
-) -> list[base.StoredRecord]:
-    """A text search by walking the scope in time order (see postgres_search), finished through
-    the word index from where the walk gave up when it found too few. The walk reads keys only
-    (from the walk index for a workload, plus that stretch's long rows); the page's full rows
-    are read by key afterwards."""
-    rows = postgres_search.WALK_ROWS
-    wanted = query.tail if query.tail is not None else query.limit
-    descending = query.tail is not None or query.order == "desc"
-    statement, params = postgres_sql.walk(query, watermark, rows)
-    cursor = await conn.execute(statement.encode(), params)
-    keys: list[tuple[int, int]] = []
-    gave_up: tuple[int, int] | None = None
-    for ts, record_id, hit, place in await cursor.fetchall():
-        if hit:
-            keys.append((ts, record_id))
-        if place == rows:
-            gave_up = (ts, record_id)
-    if postgres_sql.walks_words_index(query):
-        # The walk saw the short rows up to where it stopped: the wanted-th hit, the row where
-        # it gave up, or the scope's end. The long rows of that stretch join them in order.
-        stopped = keys[-1] if len(keys) >= wanted else gave_up
-        statement, params = postgres_sql.walk_long(query, watermark, stopped)
-        cursor = await conn.execute(statement.encode(), params)
-        long_keys = [(ts, record_id) for ts, record_id in await cursor.fetchall()]
-        if long_keys:
-            keys = sorted(keys + long_keys, reverse=descending)[:wanted]
-    rest: list[base.StoredRecord] = []
-    if gave_up is not None and len(keys) < wanted:
-        statement, params = postgres_sql.select(
-            query, watermark, beyond=gave_up, limit=wanted - len(keys)
-        )
-        cursor = await conn.execute(statement.encode(), params)
-        rest = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
-    hits = await _rows_in_order(conn, keys)
-    if query.tail is not None:
-        # The walk went newest first; a tail answers oldest first, and the rest is older.
-        return rest + hits[::-1]
-    return hits + rest
-
-
-async def _rows_in_order(
-    conn: psycopg.AsyncConnection[Any], keys: list[tuple[int, int]]
-) -> list[base.StoredRecord]:
-    """The full records of `keys`, in the order of `keys` (without any deleted since the walk
-    read them: that was another statement, with its own snapshot)."""
-    if not keys:
-        return []
-    statement, params = postgres_sql.rows_by_key(keys)
-    cursor = await conn.execute(statement.encode(), params)
-    by_id = {record.id: record for record in map(postgres_sql.from_row, await cursor.fetchall())}
-    return [by_id[record_id] for _, record_id in keys if record_id in by_id]
-
-
 async def _assign(
     conn: psycopg.AsyncConnection[Any],
     namespace: str,
@@ -657,18 +546,37 @@ async def _assign(
     uid = row[0] if row else ""
     same_pod = "AND (pod_uid = %s OR pod_uid = '')" if pod_uid else ""
     extra = [pod_uid] if pod_uid else []
+    # A chunk's records share their origin, so the chunk row's columns are all there is to move.
     cursor = await conn.execute(
-        "UPDATE records SET kind = %s, workload = %s, workload_uid = %s "
-        f"WHERE namespace = %s AND pod = %s AND kind = '' {same_pod}".encode(),
+        "UPDATE chunks SET kind = %s, workload = %s, workload_uid = %s "
+        f"WHERE namespace = %s AND pod = %s AND kind = '' {same_pod} RETURNING live".encode(),
         [workload.kind, workload.name, uid, namespace, pod, *extra],
     )
-    updated = cursor.rowcount
+    updated = sum(int(live) for (live,) in await cursor.fetchall())
     await conn.execute(
         "UPDATE drops SET kind = %s, workload = %s "
         f"WHERE namespace = %s AND pod = %s AND kind = '' {same_pod}".encode(),
         [workload.kind, workload.name, namespace, pod, *extra],
     )
     return updated
+
+
+def _drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
+    terms: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("namespace", query.namespace),
+        ("kind", query.kind),
+        ("workload", query.workload),
+        ("pod", query.pod),
+    ):
+        if value is not None:
+            terms.append(f"{column} = %s")
+            params.append(value)
+    if query.containers:
+        terms.append("container = ANY(%s)")
+        params.append(list(query.containers))
+    return terms, params
 
 
 _WORKLOAD_COLUMNS: Final = "namespace, kind, name, uid, spec, generation, created_ns, deleted"

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import psycopg
 
-from tailrace.server.storage import base, postgres_sql
+from tailrace.server.storage import base, postgres_scan
 
 BATCH: Final = 2_000
 
@@ -25,17 +25,12 @@ async def watermark(conn: psycopg.AsyncConnection[Any]) -> int:
 async def read(
     conn: psycopg.AsyncConnection[Any], last: int
 ) -> tuple[list[base.StoredRecord], int]:
-    """Records in (last, watermark], at most BATCH, and the id read up to."""
+    """Records in (last, watermark], about BATCH (whole chunks), and the id read up to."""
     upto = await watermark(conn)
     if upto <= last:
         return [], last
     # A new statement, hence a new snapshot: every block below the watermark is visible now.
-    cursor = await conn.execute(
-        f"SELECT {postgres_sql.SELECT_COLUMNS} FROM records WHERE id > %s AND id <= %s "
-        "ORDER BY id LIMIT %s",
-        (last, upto, BATCH),
-    )
-    found = [postgres_sql.from_row(row) for row in await cursor.fetchall()]
-    if len(found) == BATCH:
+    found = await postgres_scan.feed(conn, last, upto, BATCH)
+    if len(found) >= BATCH:
         return found, found[-1].id
     return found, upto

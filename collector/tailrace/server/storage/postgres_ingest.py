@@ -4,7 +4,8 @@ The `sources` rows of the batch's keys are locked first (created if missing, the
 UPDATE`, in key order so concurrent appends never deadlock): a resend reaching two replicas at once
 waits here for the first to commit and then finds the mark already past it. Records are attributed
 to workloads from the pods registry and filtered by the workload's `spec.logs`, exactly as the
-SQLite store does, then get a block of ids from `allocate_ids` and go in with binary COPY.
+SQLite store does, then get a block of ids from `allocate_ids`, are cut into chunks of one origin
+(`sqlite_chunks.runs` and `split`) and go in as chunk rows with one binary COPY.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import orjson
 import psycopg
 
 from tailrace import conventions
-from tailrace.server.storage import base, postgres_sql
+from tailrace.server.storage import base, postgres_chunks, sqlite_chunks
 
 
 async def append(
@@ -31,12 +32,13 @@ async def append(
         marks = await _lock_marks(conn, keys)
         before = dict(marks)
         attribution = _Attribution(conn)
-        kept: list[base.NewRecord] = []
+        runs: list[list[base.NewRecord]] = []
         drops: list[tuple[Any, ...]] = []
         duplicates = filtered = 0
         for batch in batches:
             keyed = bool(batch.source_key)
             mark = marks.get(batch.source_key, 0) if keyed else -1
+            kept: list[base.NewRecord] = []
             for index, record in enumerate(batch.records):
                 if keyed and batch.end_offsets[index] <= mark:
                     duplicates += 1
@@ -48,6 +50,8 @@ async def append(
                     filtered += 1
                     continue
                 kept.append(record)
+            if kept:
+                runs.extend([kept] if batch.one_origin else sqlite_chunks.runs(kept))
             if not keyed:
                 continue
             new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
@@ -55,18 +59,18 @@ async def append(
                 drops.append(await _drop_row(attribution, batch))
             marks[batch.source_key] = new_mark
         stored: list[base.StoredRecord] = []
-        if kept:
-            cursor = await conn.execute("SELECT allocate_ids(%s)", (len(kept),))
+        if runs:
+            cursor = await conn.execute("SELECT allocate_ids(%s)", (sum(map(len, runs)),))
             row = await cursor.fetchone()
             assert row is not None
-            first_id = int(row[0])
-            stored = [base.stamp(record, first_id + i, now) for i, record in enumerate(kept)]
-            async with conn.cursor().copy(
-                f"COPY records ({', '.join(postgres_sql.COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(list(postgres_sql.COPY_TYPES))
-                for record in stored:
-                    await copy.write_row(postgres_sql.copy_row(record))
+            rows: list[tuple[Any, ...]] = []
+            next_id = int(row[0])
+            for run in runs:
+                stamped = _stamp(run, next_id, now)
+                next_id += len(stamped)
+                rows.extend(map(postgres_chunks.row, sqlite_chunks.split(stamped)))
+                stored.extend(stamped)
+            await postgres_chunks.copy(conn, rows)
         if drops:
             async with conn.cursor() as cur:
                 await cur.executemany(
@@ -82,6 +86,23 @@ async def append(
         if stored:
             await conn.execute("SELECT pg_notify(%s, '')", (channel,))
     return base.AppendResult(stored, duplicates, {k: marks[k] for k in keys}, filtered)
+
+
+def _stamp(run: list[base.NewRecord], first_id: int, now: int) -> list[base.StoredRecord]:
+    """The records of `run` with the ids first_id, first_id + 1, ... (ingest's own objects when
+    they are `StoredRecord`s already)."""
+    stored_type = base.StoredRecord
+    out: list[base.StoredRecord] = []
+    record_id = first_id
+    for record in run:
+        if type(record) is stored_type:
+            record.id = record_id
+            record.received_ns = now
+        else:
+            record = base.stamp(record, record_id, now)
+        out.append(record)
+        record_id += 1
+    return out
 
 
 async def _lock_marks(conn: psycopg.AsyncConnection[Any], keys: list[str]) -> dict[str, int]:

@@ -5,11 +5,13 @@ several stores can share a database (tests do). Migrations are numbered steps ap
 database-wide advisory lock, so replicas starting together migrate once; `schema_version` holds the
 step reached.
 
-Records are declaratively partitioned by day on `ts_ns` (`records_d<day>` where day is
-`ts_ns // DAY_NS`, negative days spelled `m<n>`), created on demand before an ingest transaction
-and dropped whole by retention. Ids come from `record_ids` through `allocate_ids`, which also makes
-the allocation visible to followers until the transaction ends (see `safe_watermark` and
-docs/decisions/0005-postgres-store.md).
+Since version 4 records are kept in chunks (`postgres_chunks`), declaratively partitioned by day
+on their first timestamp (`chunks_d<day>` where day is `min_ts // DAY_NS`, negative days spelled
+`m<n>`), created on demand before an ingest transaction and dropped whole by retention. Versions
+1 to 3 kept a row per record in `records` (partitioned the same way); migration 4 converts them
+(`postgres_migration_4`) and drops that table. Ids come from `record_ids` through `allocate_ids`,
+which also makes the allocation visible to followers until the transaction ends (see
+`safe_watermark` and docs/decisions/0005-postgres-store.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Final
 
 DAY_NS: Final = 86_400 * 1_000_000_000
 
-# Text search index: the expression (which queries must repeat verbatim for the planner to use
+# Versions 1 to 3 (the per-record `records` table, which migration 4 drops). Text search index:
+# the expression (which queries must repeat verbatim for the planner to use
 # it). A tsvector is capped at 1 MB, so only the first SEARCH_INDEX_CHARS characters of tokens
 # are indexed; a longer row also gets the lexeme LONG_ROW, which no token can be (tokens are
 # letters and digits), and every search asks for it too, so long rows are always candidates.
@@ -35,7 +38,7 @@ _SEARCH_VECTOR_V1: Final = (
 # are: `search` is already the tokens between single spaces, so splitting it on spaces is the
 # whole job, and no word in it can reach PostgreSQL's 2 KiB limit on a lexeme. Longer rows keep
 # the parser, which skips over-long words. A query asks for its tokens both ways
-# (postgres_sql.filters), so a token the parser would split differently still finds its rows.
+# (before version 4), so a token the parser would split differently still finds its rows.
 SHORT_ROW_BYTES: Final = 2048
 SEARCH_VECTOR: Final = (
     f"(CASE WHEN octet_length(search) < {SHORT_ROW_BYTES} "
@@ -63,14 +66,14 @@ def day_of(ts_ns: int) -> int:
     return ts_ns // DAY_NS
 
 
-def partition_name(day: int) -> str:
-    return f"records_d{day}" if day >= 0 else f"records_dm{-day}"
+def partition_name(day: int, table: str = "chunks") -> str:
+    return f"{table}_d{day}" if day >= 0 else f"{table}_dm{-day}"
 
 
 def day_of_partition(name: str) -> int | None:
-    if not name.startswith("records_d"):
+    if not name.startswith("chunks_d"):
         return None
-    rest = name[len("records_d") :]
+    rest = name[len("chunks_d") :]
     negative = rest.startswith("m")
     digits = rest[1:] if negative else rest
     if not digits.isdigit():
@@ -82,8 +85,7 @@ def create_partition_sql(schema: str, day: int) -> str:
     low, high = day * DAY_NS, (day + 1) * DAY_NS
     return (
         f'CREATE TABLE IF NOT EXISTS "{schema}".{partition_name(day)} '
-        f'PARTITION OF "{schema}".records FOR VALUES FROM ({low}) TO ({high}) '
-        f"WITH ({PARTITION_OPTIONS})"
+        f'PARTITION OF "{schema}".chunks FOR VALUES FROM ({low}) TO ({high})'
     )
 
 
@@ -184,7 +186,7 @@ def _version_1(schema: str) -> list[str]:
         f"CREATE INDEX records_id ON {s}.records (id)",
         f"CREATE INDEX records_pod ON {s}.records (namespace, pod, ts_ns, id)",
         f"CREATE INDEX records_workload ON {s}.records (namespace, kind, workload, ts_ns, id)",
-        # Word-level GIN over the tokens (see postgres_sql.filters and SEARCH_VECTOR).
+        # Word-level GIN over the tokens (see SEARCH_VECTOR).
         f"CREATE INDEX records_search ON {s}.records USING gin ({_SEARCH_VECTOR_V1})",
         f"""CREATE TABLE {s}.sources (
   key text PRIMARY KEY,
@@ -233,7 +235,7 @@ def _version_2(schema: str) -> list[str]:
     # The word index without the text parser for ordinary rows (see SEARCH_VECTOR): ingest spends
     # about 21 us a row on it instead of 34. Rebuilding it reads every stored row once (about 3.5
     # minutes for ten million on the test machine). A new index has no statistics until ANALYZE,
-    # and postgres_search chooses plans by them.
+    # and version 3 chose search plans by them.
     s = f'"{schema}"'
     return [
         f"DROP INDEX {s}.records_search",
@@ -242,9 +244,10 @@ def _version_2(schema: str) -> list[str]:
     ]
 
 
-# The walk's index (postgres_sql.walk): a workload's rows in time order with their tokens, so a
-# search walking a workload reads index pages (some hundred rows each) instead of one heap page per
-# row (a workload's rows are interleaved with every other workload's). Only rows whose tokens fit
+# The walk's index (the version-3 text search, gone with `records` in version 4): a workload's
+# rows in time order with their tokens, so a search walking a workload reads index pages (some
+# hundred rows each) instead of one heap page per row (a workload's rows are interleaved with
+# every other workload's). Only rows whose tokens fit
 # a B-tree entry are in it (SHORT_ROW_BYTES, well under the 2.7 KB limit of an entry); the long
 # rows have an index of their own, and a walk merges both in time order.
 WALK_INDEX_PREDICATE: Final = f"octet_length(search) < {SHORT_ROW_BYTES}"
@@ -278,9 +281,69 @@ END $$""",
     ]
 
 
-CURRENT_VERSION: Final = 3
+def chunks_ddl(schema: str) -> list[str]:
+    """Migration 4's first half: the chunks table and its indexes (idempotent: a migration that
+    was killed part way runs it again). `postgres_migration_4` then moves the records over and
+    `drop_records_ddl` takes the old table away."""
+    s = f'"{schema}"'
+    indexes = {
+        # Pages walk a scope newest-first by max_ts or oldest-first by min_ts; the other column
+        # drops the chunks that do not straddle a time bound (postgres_query).
+        "chunks_by_max": "max_ts, min_ts",
+        "chunks_by_min": "min_ts, max_ts",
+        "chunks_by_pod_max": "namespace, pod, max_ts, min_ts",
+        "chunks_by_pod_min": "namespace, pod, min_ts, max_ts",
+        "chunks_by_workload_max": "namespace, kind, workload, max_ts, min_ts",
+        "chunks_by_workload_min": "namespace, kind, workload, min_ts, max_ts",
+        # Live tails and the feed read by id; deletes and counts walk in id order.
+        "chunks_by_id": "id",
+    }
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {s}.chunks (
+  id bigint NOT NULL,
+  n integer NOT NULL,
+  min_ts bigint NOT NULL,
+  max_ts bigint NOT NULL,
+  received_ns bigint NOT NULL,
+  namespace text NOT NULL,
+  kind text NOT NULL,
+  workload text NOT NULL,
+  workload_uid text NOT NULL,
+  pod text NOT NULL,
+  pod_uid text NOT NULL,
+  container text NOT NULL,
+  container_id text NOT NULL,
+  restart integer NOT NULL,
+  source text NOT NULL,
+  stream text NOT NULL,
+  levels integer NOT NULL,
+  live integer NOT NULL,
+  size bigint NOT NULL,
+  dead bytea,
+  executions text[] NOT NULL,
+  words text[] NOT NULL,
+  data bytea NOT NULL
+) PARTITION BY RANGE (min_ts)""",
+        # The blob is already compact, and pglz would spend ingest CPU finding that out.
+        f"ALTER TABLE {s}.chunks ALTER COLUMN data SET STORAGE EXTERNAL",
+        *(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {s}.chunks ({columns})"
+            for name, columns in indexes.items()
+        ),
+        f"CREATE INDEX IF NOT EXISTS chunks_words ON {s}.chunks USING gin (words)",
+        f"CREATE INDEX IF NOT EXISTS chunks_executions ON {s}.chunks USING gin (executions)",
+    ]
+
+
+def drop_records_ddl(schema: str) -> list[str]:
+    """Migration 4's last step: the per-record table, its partitions and indexes go."""
+    return [f'DROP TABLE IF EXISTS "{schema}".records CASCADE']
+
+
+CURRENT_VERSION: Final = 4
 
 
 def migrations(schema: str) -> dict[int, list[str]]:
-    """Statements that bring the schema from version n-1 to n, by n."""
+    """Statements that bring the schema from version n-1 to n, by n, for n up to 3 (version 4
+    moves the records in Python, in slices: `postgres_migration_4`)."""
     return {1: _version_1(schema), 2: _version_2(schema), 3: _version_3(schema)}

@@ -1,4 +1,5 @@
-"""Chunks: how the SQLite store keeps records, many to a row.
+"""Chunks: how the SQLite store (and the PostgreSQL store, `postgres_chunks`) keeps records, many
+to a row.
 
 A chunk holds up to `CHUNK_RECORDS` consecutive records of one origin (namespace, pod, container,
 workload, restart, source: the fields every record of one agent batch shares) with consecutive
@@ -144,6 +145,27 @@ def encode(chunk: Sequence[base.NewRecord]) -> Encoded:
     for code in set(level_codes):
         mask |= 1 << code
     return Encoded(data, messages, min(ts), max(ts), mask, len(text), executions)
+
+
+def runs(records: list[base.NewRecord]) -> Iterator[list[base.NewRecord]]:
+    """`records` cut into runs of one origin (and one stream other than stdout/stderr, if any):
+    consecutive records a chunk may hold together. An agent's batch is one run."""
+    if not records:
+        return
+    origins = list(map(origin_of, records))
+    odd = [odd_stream(stream) for stream in map(_get_stream, records)]
+    count = len(records)
+    if origins.count(origins[0]) == count and odd.count(odd[0]) == count:
+        yield records
+        return
+    start = 0
+    while start < count:
+        key, stream = origins[start], odd[start]
+        end = start + 1
+        while end < count and origins[end] == key and odd[end] == stream:
+            end += 1
+        yield records[start:end]
+        start = end
 
 
 def split(run: list[base.StoredRecord]) -> Iterator[list[base.StoredRecord]]:

@@ -9,9 +9,8 @@ b-trees see one row per chunk.
 
 from __future__ import annotations
 
-import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,30 +80,6 @@ class ChunkWriter:
         self.executions.clear()
 
 
-_stream_of = operator.attrgetter("stream")
-
-
-def _runs(records: list[base.NewRecord]) -> Iterator[list[base.NewRecord]]:
-    """`records` cut into runs of one origin (and one stream other than stdout/stderr, if any):
-    consecutive records a chunk may hold together. An agent's batch is one run."""
-    if not records:
-        return
-    origins = list(map(sqlite_chunks.origin_of, records))
-    odd = [sqlite_chunks.odd_stream(stream) for stream in map(_stream_of, records)]
-    count = len(records)
-    if origins.count(origins[0]) == count and odd.count(odd[0]) == count:
-        yield records
-        return
-    start = 0
-    while start < count:
-        key, stream = origins[start], odd[start]
-        end = start + 1
-        while end < count and origins[end] == key and odd[end] == stream:
-            end += 1
-        yield records[start:end]
-        start = end
-
-
 def add_totals(conn: sqlite3.Connection, rows: int, size: int) -> None:
     conn.execute(
         "UPDATE meta SET value = CAST(value AS INTEGER) + "
@@ -140,7 +115,7 @@ class Appender:
                 fresh = [r for r, end in zip(records, ends, strict=True) if end > mark]
                 duplicates += len(records) - len(fresh)
                 records = fresh
-            runs = [records] if batch.one_origin and records else _runs(records)
+            runs = [records] if batch.one_origin and records else sqlite_chunks.runs(records)
             for run in runs:
                 first = run[0]
                 rank = attribution.resolve(first)

@@ -114,7 +114,7 @@ def plan(conn: sqlite3.Connection, query: base.Query, *, paging: bool) -> Plan |
         origin.add_in("stream", query.streams)
     if origin.terms:
         w.add(f"origin IN (SELECT id FROM origins WHERE {origin.sql})", *origin.params)
-    mask = _level_mask(query)
+    mask = level_mask(query)
     if mask is not None:
         if not mask:
             return None
@@ -181,7 +181,7 @@ def _namespace_known(conn: sqlite3.Connection, namespace: str) -> bool:
     return row.fetchone() is not None
 
 
-def _level_mask(query: base.Query) -> int | None:
+def level_mask(query: base.Query) -> int | None:
     ranks = set(range(len(conventions.LEVELS)))
     narrowed = False
     if query.levels:
