@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -93,6 +94,18 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+# Ingest allocates a tracked object or more per record (the records of a batch live until it is
+# stored): with the default gen-0 threshold of 700 the collector ran every few hundred records,
+# about 1 us of the ~5.7 us of CPU a PostgreSQL replica spent per ingested record.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Collect rarely, and never scan what startup loaded (modules, settings, the store's pool)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _follow_store(hub: streaming.Hub, store: streaming.WatchableStore) -> None:
@@ -180,6 +193,7 @@ async def serve(config: settings.ServerSettings) -> None:
         if isinstance(store, streaming.WatchableStore):
             # Several replicas share this store: live tails follow what any of them stores.
             background.append(asyncio.create_task(_follow_store(hub, store)))
+        tune_gc()  # everything is loaded: what exists from here on is long-lived
         try:
             await http.serve()
         finally:
