@@ -382,6 +382,11 @@ def _run_once(corpus: Corpus, work: Path, sink: bool, timeout_s: float) -> dict[
     return result
 
 
+def _spread(results: list[dict[str, float]], key: str) -> str:
+    values = sorted(result[key] for result in results)
+    return f"min {values[0]:,.1f}  median {statistics.median(values):,.1f}  max {values[-1]:,.1f}"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="tailrace bench agent", description=__doc__.split("\n")[0]
@@ -417,10 +422,9 @@ def main(argv: list[str]) -> int:
             )
             results = [_run_once(corpus, work, args.sink, args.timeout) for _ in range(args.runs)]
             if len(results) > 1:
-                per_cpu = sorted(result["lines_per_cpu_s"] for result in results)
                 print(
-                    f"{name:6s} {len(results)} runs: lines/CPU-s min {per_cpu[0]:,.0f}  "
-                    f"median {statistics.median(per_cpu):,.0f}  max {per_cpu[-1]:,.0f} | "
+                    f"{name:6s} {len(results)} runs: {_spread(results, 'lines_per_cpu_s')} "
+                    f"lines/CPU-s | {_spread(results, 'mb_per_cpu_s')} MB/CPU-s | "
                     f"peak RSS max {max(result['peak_rss_mb'] for result in results):.0f} MB",
                     flush=True,
                 )
