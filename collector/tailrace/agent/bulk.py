@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import accumulate, compress, islice, repeat
 from operator import add, itemgetter, sub
-from typing import Final
+from typing import Final, TypeVar
 
 from tailrace.agent import enrichment, timestamps
 from tailrace.wire import codec
@@ -72,6 +72,7 @@ _CONTENT = itemgetter(slice(HEADER, None))
 # Enough of the content to hold any leading level word and the space after it.
 _WORD_WINDOW = itemgetter(slice(HEADER, HEADER + enrichment.LEADING_MAX + 1))
 _FIRST = itemgetter(0)
+_T = TypeVar("_T", str, bytes)
 
 
 class Chunk:
@@ -79,9 +80,9 @@ class Chunk:
 
     __slots__ = ("bases", "fractions", "irregular", "kinds", "lengths", "lines", "prefixes")
 
-    def __init__(self, lines: list[bytes], block: bytes, max_line_bytes: int) -> None:
-        """`block` holds `lines` (and maybe more): one scan of it clears them all of a CR or a
-        non-ASCII byte, so the per-line checks run only when it has one."""
+    def __init__(self, lines: list[bytes], blocks: tuple[bytes, ...], max_line_bytes: int) -> None:
+        """`blocks` hold the bytes of `lines` (and maybe more): one scan of each clears them all
+        of a CR or a non-ASCII byte, so the per-line checks run only when one has such a byte."""
         self.lines = lines
         self.kinds = kinds = bytes(map(_KINDS.get, map(_KIND_BYTES, lines), repeat(0)))
         self.prefixes = prefixes = list(map(_PREFIX, lines))
@@ -100,9 +101,9 @@ class Chunk:
         if lengths and max(lengths) > HEADER + max_line_bytes:
             longest = HEADER + max_line_bytes
             irregular += [i for i, length in enumerate(lengths) if length > longest]
-        if not block.isascii():
+        if not all(map(bytes.isascii, blocks)):
             irregular += [i for i, line in enumerate(lines) if not line.isascii()]
-        if b"\r" in block:
+        if any(b"\r" in block for block in blocks):
             # containerd keeps a CR before the newline; the general path strips it.
             irregular += [i for i, line in enumerate(lines) if line.endswith(b"\r")]
         self.irregular = sorted(set(irregular)) if irregular else irregular
@@ -177,10 +178,8 @@ class Chunk:
                 for k, execution_id in zip(json_at, json_ids, strict=True):
                     ids[k] = execution_id
             else:
-                exec_index += map(add, compress(json_at, json_ids), repeat(first))
-                exec_ids += filter(None, json_ids)
-            attrs_index += map(add, compress(json_at, json_attrs), repeat(first))
-            attrs_json += filter(None, json_attrs)
+                _add_sparse(exec_index, exec_ids, json_at, json_ids, first)
+            _add_sparse(attrs_index, attrs_json, json_at, json_attrs, first)
         for k in json_at if many is None else ():
             level, execution_id, attrs = enricher.json_fields(contents[k], defaults[k])
             json_levels.append(level)
@@ -204,6 +203,18 @@ class Chunk:
             else:
                 exec_index += range(first, first + len(run))
                 exec_ids += ids
+
+
+def _add_sparse(
+    index: list[int], values: list[_T], at: list[int], found: list[_T], first: int
+) -> None:
+    """Append the values found (not empty) and their indexes in the batch (`first` + `at`)."""
+    if all(found):  # every line has one: no filtering
+        index += map(add, at, repeat(first))
+        values += found
+    else:
+        index += map(add, compress(at, found), repeat(first))
+        values += filter(None, found)
 
 
 def _interleave(mask: bytes, zeros: Iterator[int], ones: Iterator[int]) -> Iterator[int]:

@@ -182,24 +182,28 @@ class FileSource:
         self.at_eof = False
         self.read_offset += len(data)
         self.bytes_read += len(data)
-        buffer = self._rest + data if self._rest else data
-        cut = buffer.rfind(b"\n")
-        if cut < 0:
+        rest = self._rest
+        if data.rfind(b"\n") < 0:
+            buffer = rest + data if rest else data
             if len(buffer) >= self.config.long_line_bytes:
                 self._fragment(buffer, now, final=False)
                 self._rest = b""
             else:
                 self._rest = buffer
             return len(data)
-        self._rest = buffer[cut + 1 :]
-        block = buffer[:cut]
-        lines = block.split(b"\n")
+        # The chunk is split as read, and the unfinished line left from the last one joined to
+        # its first line only: joining it to the whole chunk, then cutting the new unfinished
+        # line off, copied every chunk twice.
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        if rest:
+            lines[0] = rest + lines[0]
         if self._long is not None:
             self._fragment(lines[0] + b"\n", now, final=True)
             del lines[0]
         if not self.format and lines:
             self._set_format(formats.detect(lines[0]))
-        self._lines(lines, block, now)
+        self._lines(lines, (rest, data), now)
         return len(data)
 
     def _set_format(self, name: str) -> None:
@@ -207,13 +211,14 @@ class FileSource:
         self._parse = formats.PARSERS[name]
         self._header_length = formats.HEADER_LENGTHS[name]
 
-    def _lines(self, lines: list[bytes], block: bytes, now: float) -> None:
+    def _lines(self, lines: list[bytes], blocks: tuple[bytes, ...], now: float) -> None:
+        """`blocks` hold the bytes of `lines` (and maybe more), for `bulk.Chunk`'s scans."""
         if self.format != "cri" or self.skip_until > self.consumed or not self.config.bulk:
             for line in lines:
                 self._general(line, now)
             self.lines_read += len(lines)
             return
-        chunk = bulk.Chunk(lines, block, self.config.line_policy.max_line_bytes)
+        chunk = bulk.Chunk(lines, blocks, self.config.line_policy.max_line_bytes)
         merger = self.merger
         cols = self.builder
         at = 0
