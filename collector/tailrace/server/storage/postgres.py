@@ -14,6 +14,7 @@ commits late (see docs/decisions/0005-postgres-store.md).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import re
@@ -38,6 +39,7 @@ from tailrace.server.storage import (
     postgres_retention,
     postgres_scan,
     postgres_schema,
+    postgres_statistics,
 )
 
 log = logging.getLogger(__name__)
@@ -84,16 +86,30 @@ def parse_url(url: str) -> tuple[str, str, int]:
 class PostgresStore:
     """`base.Store` on PostgreSQL, shared by replicas (`watch` feeds each one's live tail)."""
 
-    def __init__(self, url: str, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Callable[[], int] = time.time_ns,
+        analyze: bool | None = None,
+    ) -> None:
+        """`analyze`: whether this replica analyzes the day partitions it appends to
+        (`postgres_statistics`); None decides at open: only where autovacuum is off."""
         self._conninfo, self._schema, self._pool_max = parse_url(url)
         self._clock = clock
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._partitions: set[int] = set()
         self._closing = asyncio.Event()
+        self._analyze = analyze
+        self._analyzer: postgres_statistics.PartitionAnalyzer | None = None
 
     @property
     def schema(self) -> str:
         return self._schema
+
+    @property
+    def analyzes(self) -> bool:
+        """Whether this replica analyzes the day partitions it appends to (once open)."""
+        return self._analyzer is not None
 
     @property
     def conninfo(self) -> str:
@@ -137,9 +153,16 @@ class PostgresStore:
             raise base.StoreUnavailable(f"cannot open PostgreSQL store: {err}") from err
         self._pool = pool
         await self.ensure_partitions([postgres_schema.day_of(self._clock())])
+        analyze = self._analyze
+        if analyze is None:
+            analyze = not await self._run(postgres_statistics.autovacuum_on)
+        if analyze:
+            self._analyzer = postgres_statistics.PartitionAnalyzer(self._schema, self._run)
 
     async def close(self) -> None:
         self._closing.set()
+        if self._analyzer is not None:
+            await self._analyzer.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -248,7 +271,10 @@ class PostgresStore:
     # -- ingest ---------------------------------------------------------------------------------
 
     async def append(self, batches: Sequence[base.IngestBatch]) -> base.AppendResult:
-        days = {postgres_schema.day_of(r.ts_ns) for b in batches for r in b.records}
+        records_by_day = collections.Counter(
+            postgres_schema.day_of(r.ts_ns) for b in batches for r in b.records
+        )
+        days = records_by_day.keys()
         await self.ensure_partitions(days)
         try:
             result = await self._run(
@@ -261,6 +287,8 @@ class PostgresStore:
             result = await self._run(
                 lambda conn: postgres_ingest.append(conn, batches, self._clock(), self.channel)
             )
+        if self._analyzer is not None and result.stored:
+            self._analyzer.appended(records_by_day)
         return result
 
     async def append_records(self, records: Sequence[base.NewRecord]) -> list[base.StoredRecord]:
