@@ -19,8 +19,13 @@ from typing import Any, Final
 
 import psycopg
 
-from tailrace import conventions, records
-from tailrace.server.storage import base, postgres_chunks, postgres_query, sqlite_chunks
+from tailrace.server.storage import (
+    base,
+    chunk_stats,
+    postgres_chunks,
+    postgres_query,
+    sqlite_chunks,
+)
 from tailrace.server.storage.sqlite_query import RecordTest
 
 FIRST_BATCH: Final = 16
@@ -28,7 +33,6 @@ MAX_BATCH: Final = 64
 # Chunks per statement when every matching chunk is read (counts, stats, deletes), in id order.
 ID_BATCH: Final = 256
 
-_LEVELS = conventions.LEVELS
 _ID, _N, _MIN_TS, _MAX_TS = (
     postgres_chunks.ID,
     postgres_chunks.N,
@@ -241,32 +245,15 @@ async def count(conn: psycopg.AsyncConnection[Any], query: base.Query) -> int:
 
 
 async def stats(conn: psycopg.AsyncConnection[Any], query: base.Query) -> list[Row]:
-    """Rows grouped as `contract_rows.stats` folds them: (level, container, execution,
-    namespace, kind, workload, pod, n, truncated, split, bytes, last ts)."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    """Rows grouped as `contract_rows.stats` folds them (`chunk_stats.StatsGroups.rows`)."""
+    groups = chunk_stats.StatsGroups()
     async for row, chunk, picked in all_matching(conn, query, blobs=True):
         if chunk is None:
             chunk = postgres_chunks.decode(row)
             picked = chunk.live()
         assert picked is not None
-        o = chunk.origin
-        levels, flags, length, ts = chunk.levels, chunk.flags, chunk.length, chunk.ts
-        executions = chunk.executions()
-        for i in picked:
-            key = (levels[i], executions.get(i, "") if executions else "")
-            group = groups.get((*key, o.container, o.namespace, o.kind, o.workload, o.pod))
-            if group is None:
-                group = [0, 0, 0, 0, ts[i]]
-                groups[(*key, o.container, o.namespace, o.kind, o.workload, o.pod)] = group
-            group[0] += 1
-            group[1] += bool(flags[i] & records.FLAG_TRUNCATED)
-            group[2] += bool(flags[i] & records.FLAG_SPLIT)
-            group[3] += length(i)
-            group[4] = max(group[4], ts[i])
-    return [
-        (_LEVELS[level], container, execution, namespace, kind, workload, pod, *figures)
-        for (level, execution, container, namespace, kind, workload, pod), figures in groups.items()
-    ]
+        groups.add(chunk, picked)
+    return groups.rows()
 
 
 async def newest_first(

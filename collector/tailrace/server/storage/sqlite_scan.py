@@ -16,10 +16,8 @@ from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any
 
-from tailrace import conventions, records
-from tailrace.server.storage import base, sqlite_chunks, sqlite_query
+from tailrace.server.storage import base, chunk_stats, sqlite_chunks, sqlite_query
 
-_LEVELS = conventions.LEVELS
 _LIVE, _DATA = 8, 10  # positions in a row of `_chunks`
 
 Hit = tuple[int, int, sqlite_chunks.Chunk, int]  # (ts_ns, id, chunk, index in chunk)
@@ -182,29 +180,12 @@ def count(conn: sqlite3.Connection, origins: Origins, query: base.Query) -> int:
 
 
 def stats(conn: sqlite3.Connection, origins: Origins, query: base.Query) -> list[tuple[Any, ...]]:
-    """Rows grouped as `contract_rows.stats` folds them: (level, container, execution,
-    namespace, kind, workload, pod, n, truncated, split, bytes, last ts)."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    """Rows grouped as `contract_rows.stats` folds them (`chunk_stats.StatsGroups.rows`)."""
+    groups = chunk_stats.StatsGroups()
     for row, chunk, picked in matching(conn, origins, query):
         if chunk is None:
             chunk = decode(conn, origins, row)
             picked = chunk.live()
         assert picked is not None
-        o = chunk.origin
-        levels, flags, length, ts = chunk.levels, chunk.flags, chunk.length, chunk.ts
-        executions = chunk.executions()
-        for i in picked:
-            key = (levels[i], executions.get(i, "") if executions else "")
-            group = groups.get((*key, o.container, o.namespace, o.kind, o.workload, o.pod))
-            if group is None:
-                group = [0, 0, 0, 0, ts[i]]
-                groups[(*key, o.container, o.namespace, o.kind, o.workload, o.pod)] = group
-            group[0] += 1
-            group[1] += bool(flags[i] & records.FLAG_TRUNCATED)
-            group[2] += bool(flags[i] & records.FLAG_SPLIT)
-            group[3] += length(i)
-            group[4] = max(group[4], ts[i])
-    return [
-        (_LEVELS[level], container, execution, namespace, kind, workload, pod, *figures)
-        for (level, execution, container, namespace, kind, workload, pod), figures in groups.items()
-    ]
+        groups.add(chunk, picked)
+    return groups.rows()
