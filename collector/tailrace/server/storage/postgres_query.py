@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailrace import records
-from tailrace.server.storage import base, postgres_chunks, sqlite_chunks, sqlite_query
-
-SPAN = sqlite_chunks.CHUNK_SPAN_NS
+from tailrace.server.storage import base, chunk_bounds, postgres_chunks, sqlite_query
 
 
 @dataclass(slots=True)
@@ -77,31 +75,7 @@ def plan(query: base.Query, *, paging: bool, watermark: int | None = None) -> Pl
         w.add("id <= %s", watermark)
     descending = query.order == "desc" or query.tail is not None
     if paging and query.after_id is not None:
-        # Chunks holding an id above after_id; a chunk has at most CHUNK_RECORDS records.
-        w.add(
-            "id > %s AND id + n > %s",
-            query.after_id - sqlite_chunks.CHUNK_RECORDS,
-            query.after_id + 1,
-        )
+        chunk_bounds.add_after_id(w, query.after_id, mark="%s")
         return Plan(w, False)
-    # Time bounds in page order: the leading bound is a range on the walked index, widened by
-    # the span a chunk may cover; the other column of the index narrows within it.
-    low = query.since_ns
-    high = query.until_ns  # exclusive
-    if paging and query.after is not None:
-        # A tail pages forwards from its cursor, though it walks back from the newest.
-        if query.order == "desc" and query.tail is None:
-            high = query.after[0] + 1 if high is None else min(high, query.after[0] + 1)
-        else:
-            low = query.after[0] if low is None else max(low, query.after[0])
-    if descending:
-        if high is not None:
-            w.add("max_ts < %s AND min_ts < %s", high + SPAN, high)
-        if low is not None:
-            w.add("max_ts >= %s", low)
-    else:
-        if low is not None:
-            w.add("min_ts >= %s AND max_ts >= %s", low - SPAN, low)
-        if high is not None:
-            w.add("min_ts < %s", high)
+    chunk_bounds.add_time_bounds(w, query, paging=paging, descending=descending, mark="%s")
     return Plan(w, descending)

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailrace import conventions, records
-from tailrace.server.storage import base, sqlite_chunks
+from tailrace.server.storage import base, chunk_bounds, sqlite_chunks
 
-SPAN = sqlite_chunks.CHUNK_SPAN_NS
 CHUNK_COLUMNS = "id, n, min_ts, max_ts, received_ns, origin, workload_ref, dead, live, size"
 # A pod that has logged for more workloads than this is searched without naming them to FTS5.
 _SCOPE_WORKLOADS_MAX = 8
@@ -142,33 +141,9 @@ def plan(conn: sqlite3.Connection, query: base.Query, *, paging: bool) -> Plan |
             w.add("id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)", terms)
     descending = query.order == "desc" or query.tail is not None
     if paging and query.after_id is not None:
-        # Chunks holding an id above after_id; a chunk has at most CHUNK_RECORDS records.
-        w.add(
-            "id > ? AND id + n > ?",
-            query.after_id - sqlite_chunks.CHUNK_RECORDS,
-            query.after_id + 1,
-        )
+        chunk_bounds.add_after_id(w, query.after_id, mark="?")
         return Plan(w, "", False)
-    # Time bounds in page order: the leading bound is a range on the walked index, widened by
-    # the span a chunk may cover; the other column of the index narrows within it.
-    low = query.since_ns
-    high = query.until_ns  # exclusive
-    if paging and query.after is not None:
-        # A tail pages forwards from its cursor, though it walks back from the newest.
-        if query.order == "desc" and query.tail is None:
-            high = query.after[0] + 1 if high is None else min(high, query.after[0] + 1)
-        else:
-            low = query.after[0] if low is None else max(low, query.after[0])
-    if descending:
-        if high is not None:
-            w.add("max_ts < ? AND min_ts < ?", high + SPAN, high)
-        if low is not None:
-            w.add("max_ts >= ?", low)
-    else:
-        if low is not None:
-            w.add("min_ts >= ? AND max_ts >= ?", low - SPAN, low)
-        if high is not None:
-            w.add("min_ts < ?", high)
+    chunk_bounds.add_time_bounds(w, query, paging=paging, descending=descending, mark="?")
     return Plan(
         w,
         f"chunks_by_{'' if scope == 'global' else scope + '_'}{'max' if descending else 'min'}",
