@@ -102,18 +102,14 @@ async def retention_cutoff(
         )
         totals = await cursor.fetchone()
         live, size = (int(totals[0]), int(totals[1])) if totals else (0, 0)
-        over_lines = policy.max_lines is not None and live > policy.max_lines
-        over_bytes = policy.max_bytes is not None and size > policy.max_bytes
-        if over_lines or over_bytes:
-            running = position = 0
+        if policy.over(live, size):
+            lines = running = 0
             newest = postgres_scan.newest_first(conn, scope)
             async with contextlib.aclosing(newest) as records:
                 async for ts, record_id, length in records:
+                    lines += 1
                     running += length
-                    if (policy.max_lines is not None and position >= policy.max_lines) or (
-                        policy.max_bytes is not None and running > policy.max_bytes
-                    ):
+                    if policy.over(lines, running):
                         candidates.append((ts, record_id))
                         break
-                    position += 1
     return max(candidates) if candidates else None

@@ -57,6 +57,13 @@ class RetentionPolicy:
     def unlimited(self) -> bool:
         return self.max_age_ns is None and self.max_lines is None and self.max_bytes is None
 
+    def over(self, lines: int, size: int) -> bool:
+        """Do `lines` records of `size` bytes in all break the line or the byte limit? (Asked of
+        a workload's totals, then of its newest records counted back to the first that must go.)"""
+        return (self.max_lines is not None and lines > self.max_lines) or (
+            self.max_bytes is not None and size > self.max_bytes
+        )
+
 
 def parse_quantity(value: str | int) -> int:
     """Bytes in a Kubernetes quantity: `1Gi` -> 1073741824, `500M` -> 500000000, 1024 -> 1024."""

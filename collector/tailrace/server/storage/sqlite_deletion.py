@@ -98,17 +98,13 @@ def retention_cutoff(
             candidates.append((newest_old[0].ts_ns, newest_old[0].id))
     if policy.max_lines is not None or policy.max_bytes is not None:
         live, size = _scope_totals(conn, scope)
-        over_lines = policy.max_lines is not None and live > policy.max_lines
-        over_bytes = policy.max_bytes is not None and size > policy.max_bytes
-        if over_lines or over_bytes:
+        if policy.over(live, size):
             running = 0
-            for position, (ts, record_id, length) in enumerate(
-                sqlite_scan.newest_first(conn, origins, scope)
+            for lines, (ts, record_id, length) in enumerate(
+                sqlite_scan.newest_first(conn, origins, scope), start=1
             ):
                 running += length
-                if (policy.max_lines is not None and position >= policy.max_lines) or (
-                    policy.max_bytes is not None and running > policy.max_bytes
-                ):
+                if policy.over(lines, running):
                     candidates.append((ts, record_id))
                     break
     return max(candidates) if candidates else None
