@@ -36,6 +36,7 @@ from tailrace.server.storage import (
     postgres_feed,
     postgres_ingest,
     postgres_migration_4,
+    postgres_query,
     postgres_retention,
     postgres_scan,
     postgres_schema,
@@ -321,13 +322,12 @@ class PostgresStore:
 
     async def stats(self, query: base.Query) -> base.Stats:
         base.check_query(query)
-        drop_terms, drop_params = _drops_filters(query)
-        where = f"WHERE {' AND '.join(drop_terms)}" if drop_terms else ""
-        drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops {where}"
+        d = _drops_where(query)
+        drops_sql = f"SELECT coalesce(sum(lines), 0) FROM drops WHERE {d.sql}"
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> base.Stats:
             groups = await postgres_scan.stats(conn, query)
-            dropped = await (await conn.execute(drops_sql.encode(), drop_params)).fetchone()
+            dropped = await (await conn.execute(drops_sql.encode(), d.params)).fetchone()
             return contract_rows.stats(groups, int(dropped[0]) if dropped else 0)
 
         return await self._run(work)
@@ -589,9 +589,8 @@ async def _assign(
     return updated
 
 
-def _drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
-    terms: list[str] = []
-    params: list[Any] = []
+def _drops_where(query: base.Query) -> postgres_query.Where:
+    w = postgres_query.Where()
     for column, value in (
         ("namespace", query.namespace),
         ("kind", query.kind),
@@ -599,12 +598,10 @@ def _drops_filters(query: base.Query) -> tuple[list[str], list[Any]]:
         ("pod", query.pod),
     ):
         if value is not None:
-            terms.append(f"{column} = %s")
-            params.append(value)
+            w.add(f"{column} = %s", value)
     if query.containers:
-        terms.append("container = ANY(%s)")
-        params.append(list(query.containers))
-    return terms, params
+        w.add("container = ANY(%s)", list(query.containers))
+    return w
 
 
 _WORKLOAD_COLUMNS: Final = "namespace, kind, name, uid, spec, generation, created_ns, deleted"
