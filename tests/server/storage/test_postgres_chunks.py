@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tailrace.server.storage import base, memory, postgres, postgres_chunks, sqlite_chunks
+from tailrace.server.storage import base, chunks, memory, postgres, postgres_chunks
 from tests.server.storage import pg, samples
 
 pytestmark = pytest.mark.postgres
@@ -76,8 +76,8 @@ async def test_a_batch_is_cut_into_chunks_by_count_span_and_origin(
     sent += [samples.record("other pod", ts_ns=samples.T0 + i, pod="pod-2") for i in range(2)]
     sent += [samples.record("back", ts_ns=samples.T0 + 1, stream="journal")]
     await store.append([samples.batch("s", sent)])
-    chunks = _chunks(store)
-    assert [(c[0], c[1], c[3]) for c in chunks] == [
+    rows = _chunks(store)
+    assert [(c[0], c[1], c[3]) for c in rows] == [
         (1, 256, "pod-1"),
         (257, 256, "pod-1"),
         (513, 88, "pod-1"),
@@ -87,7 +87,7 @@ async def test_a_batch_is_cut_into_chunks_by_count_span_and_origin(
         (604, 2, "pod-2"),
         (606, 1, "pod-1"),  # a stream kept on the origin starts a chunk of its own
     ]
-    assert all(c[2] <= sqlite_chunks.CHUNK_SPAN_NS for c in chunks)
+    assert all(c[2] <= chunks.CHUNK_SPAN_NS for c in rows)
     found = await store.query(base.Query(limit=1000))
     assert sorted(r.id for r in found) == list(range(1, 607))
     assert [r.stream for r in found if r.message == "back"] == ["journal"]

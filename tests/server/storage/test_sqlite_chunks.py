@@ -7,7 +7,7 @@ import random
 import sqlite3
 from pathlib import Path
 
-from tailrace.server.storage import base, memory, sqlite, sqlite_chunks
+from tailrace.server.storage import base, chunks, memory, sqlite
 from tests.server.storage import samples
 
 
@@ -190,9 +190,9 @@ async def test_a_batch_is_cut_into_chunks_by_count_and_time_span(tmp_path: Path)
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    chunks = conn.execute("SELECT id, n, max_ts - min_ts FROM chunks ORDER BY id").fetchall()
+    rows = conn.execute("SELECT id, n, max_ts - min_ts FROM chunks ORDER BY id").fetchall()
     conn.close()
-    assert [(c[0], c[1]) for c in chunks] == [
+    assert [(c[0], c[1]) for c in rows] == [
         (1, 256),
         (257, 256),
         (513, 88),
@@ -200,4 +200,4 @@ async def test_a_batch_is_cut_into_chunks_by_count_and_time_span(tmp_path: Path)
         (602, 1),
         (603, 1),
     ]
-    assert all(c[2] <= sqlite_chunks.CHUNK_SPAN_NS for c in chunks)
+    assert all(c[2] <= chunks.CHUNK_SPAN_NS for c in rows)

@@ -9,8 +9,8 @@ import pytest
 
 from tailrace.server.storage import (
     base,
+    chunks,
     sqlite,
-    sqlite_chunks,
     sqlite_migration_3,
     sqlite_schema,
 )
@@ -114,7 +114,7 @@ async def test_a_schema_1_database_opens_upgraded_with_its_records_searchable(
     assert conn.execute(
         "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'handled'"
     ).fetchone() == (40,)
-    scopes = f"{sqlite_chunks.scope_token(1)} OR {sqlite_chunks.scope_token(2)}"
+    scopes = f"{chunks.scope_token(1)} OR {chunks.scope_token(2)}"
     scoped = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
     assert conn.execute(scoped, (scopes,)).fetchone() == (40,)
     conn.close()

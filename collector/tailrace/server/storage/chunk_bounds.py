@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tailrace.server.storage import base, sqlite_chunks
+from tailrace.server.storage import base, chunks
 
-SPAN = sqlite_chunks.CHUNK_SPAN_NS
+SPAN = chunks.CHUNK_SPAN_NS
 
 
 class Terms(Protocol):
@@ -24,7 +24,7 @@ def add_after_id(w: Terms, after_id: int, *, mark: str) -> None:
     """Chunks holding an id above `after_id`; a chunk has at most CHUNK_RECORDS records."""
     w.add(
         f"id > {mark} AND id + n > {mark}",
-        after_id - sqlite_chunks.CHUNK_RECORDS,
+        after_id - chunks.CHUNK_RECORDS,
         after_id + 1,
     )
 

@@ -1,6 +1,6 @@
 """Folding the records picked out of chunks into the stats rows `contract_rows.stats` reads.
 
-Both stores (SQLite and PostgreSQL) keep records in the same chunks (`sqlite_chunks.Chunk`), so
+Both stores (SQLite and PostgreSQL) keep records in the same chunks (`chunks.Chunk`), so
 the fold is one: each store only finds the chunks and the records of each that match.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tailrace import conventions, records
-from tailrace.server.storage import sqlite_chunks
+from tailrace.server.storage import chunks
 
 _LEVELS = conventions.LEVELS
 
@@ -24,7 +24,7 @@ class StatsGroups:
     def __init__(self) -> None:
         self._groups: dict[tuple[Any, ...], list[int]] = {}
 
-    def add(self, chunk: sqlite_chunks.Chunk, picked: Iterable[int]) -> None:
+    def add(self, chunk: chunks.Chunk, picked: Iterable[int]) -> None:
         """Count the records `picked` (indexes) of `chunk`."""
         groups = self._groups
         o = chunk.origin

@@ -1,7 +1,7 @@
 """The PostgreSQL store's chunk rows: records many to a row, as in the SQLite store (ADR 0013).
 
-A row of `chunks` holds up to `sqlite_chunks.CHUNK_RECORDS` consecutive records of one origin
-(the same blob, `sqlite_chunks.encode`), the origin's fields as columns (what the scope B-trees
+A row of `chunks` holds up to `chunks.CHUNK_RECORDS` consecutive records of one origin
+(the same blob, `chunks.encode`), the origin's fields as columns (what the scope B-trees
 and the planner need), and two arrays for the GIN indexes: the chunk's distinct words and its
 execution ids. A query asks `words @> ARRAY[...]` for candidates; `sqlite_query.RecordTest`
 decides on each record with the exact token semantics of `base.record_filter`.
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import psycopg
 
-from tailrace.server.storage import base, sqlite_chunks
+from tailrace.server.storage import base, chunks
 
 WORD_BYTES_MAX: Final = 256
 
@@ -29,7 +29,7 @@ COLUMNS: Final = (
     "min_ts",
     "max_ts",
     "received_ns",
-    *sqlite_chunks.ORIGIN_FIELDS,
+    *chunks.ORIGIN_FIELDS,
     "stream",
     "levels",
     "live",
@@ -45,7 +45,7 @@ _COPY_TYPES: Final = (
     "int8",
     "int8",
     "int8",
-    *("int4" if field == "restart" else "text" for field in sqlite_chunks.ORIGIN_FIELDS),
+    *("int4" if field == "restart" else "text" for field in chunks.ORIGIN_FIELDS),
     "text",
     "int4",
     "int4",
@@ -59,7 +59,7 @@ _COPY_SQL: Final = f"COPY chunks ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINAR
 
 # What a read selects (`decode` takes it apart), with or without the blob.
 READ_COLUMNS: Final = (
-    f"id, n, min_ts, max_ts, received_ns, {', '.join(sqlite_chunks.ORIGIN_FIELDS)}, stream, "
+    f"id, n, min_ts, max_ts, received_ns, {', '.join(chunks.ORIGIN_FIELDS)}, stream, "
     "dead, live, size"
 )
 ID, N, MIN_TS, MAX_TS = 0, 1, 2, 3
@@ -96,10 +96,9 @@ def without_nul(value: str) -> str:
 def row(chunk: Sequence[base.StoredRecord]) -> tuple[Any, ...]:
     """The `chunks` row (in `COLUMNS` order) of records of one origin with consecutive ids."""
     first = chunk[0]
-    encoded = sqlite_chunks.encode(chunk)
+    encoded = chunks.encode(chunk)
     origin = [
-        without_nul(value) if isinstance(value, str) else value
-        for value in sqlite_chunks.origin_of(first)
+        without_nul(value) if isinstance(value, str) else value for value in chunks.origin_of(first)
     ]
     return (
         first.id,
@@ -108,7 +107,7 @@ def row(chunk: Sequence[base.StoredRecord]) -> tuple[Any, ...]:
         encoded.max_ts,
         first.received_ns,
         *origin,
-        without_nul(sqlite_chunks.odd_stream(first.stream)),
+        without_nul(chunks.odd_stream(first.stream)),
         encoded.levels,
         len(chunk),
         encoded.size,
@@ -127,13 +126,13 @@ async def copy(conn: psycopg.AsyncConnection[Any], rows: Sequence[tuple[Any, ...
             await writer.write_row(chunk_row)
 
 
-def decode(chunk_row: Sequence[Any]) -> sqlite_chunks.Chunk:
+def decode(chunk_row: Sequence[Any]) -> chunks.Chunk:
     """The chunk of a row read with `READ_COLUMNS, data`."""
-    return sqlite_chunks.Chunk(
+    return chunks.Chunk(
         chunk_row[ID],
         chunk_row[N],
         chunk_row[4],
-        sqlite_chunks.Origin(*chunk_row[_ORIGIN]),
-        sqlite_chunks.dead_bits(chunk_row[DEAD]),
+        chunks.Origin(*chunk_row[_ORIGIN]),
+        chunks.dead_bits(chunk_row[DEAD]),
         chunk_row[DATA],
     )

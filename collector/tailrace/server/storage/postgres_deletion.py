@@ -18,10 +18,10 @@ import psycopg
 
 from tailrace.server.storage import (
     base,
+    chunks,
     postgres_chunks,
     postgres_scan,
     retention_policy,
-    sqlite_chunks,
 )
 
 # Chunks handled per transaction, so that a long DELETE or retention pass holds few row locks.
@@ -50,7 +50,7 @@ async def delete(conn: psycopg.AsyncConnection[Any], query: base.Query, *, pagin
 async def _delete_from(
     conn: psycopg.AsyncConnection[Any],
     row: tuple[Any, ...],
-    chunk: sqlite_chunks.Chunk | None,
+    chunk: chunks.Chunk | None,
     picked: list[int] | None,
 ) -> int:
     chunk_id, min_ts, live = (
@@ -69,7 +69,7 @@ async def _delete_from(
         "UPDATE chunks SET dead = %s, live = live - %s, size = size - %s "
         "WHERE id = %s AND min_ts = %s",
         (
-            sqlite_chunks.dead_blob(bits),
+            chunks.dead_blob(bits),
             len(picked),
             sum(map(chunk.length, picked)),
             chunk_id,

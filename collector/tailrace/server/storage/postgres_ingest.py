@@ -5,7 +5,7 @@ UPDATE`, in key order so concurrent appends never deadlock): a resend reaching t
 waits here for the first to commit and then finds the mark already past it. Records are attributed
 to workloads from the pods registry and filtered by the workload's `spec.logs`, exactly as the
 SQLite store does, then get a block of ids from `allocate_ids`, are cut into chunks of one origin
-(`sqlite_chunks.runs` and `split`) and go in as chunk rows with one binary COPY.
+(`chunks.runs` and `split`) and go in as chunk rows with one binary COPY.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 import psycopg
 
 from tailrace import conventions
-from tailrace.server.storage import base, postgres_chunks, sqlite_chunks
+from tailrace.server.storage import base, chunks, postgres_chunks
 
 
 async def append(
@@ -51,7 +51,7 @@ async def append(
                     continue
                 kept.append(record)
             if kept:
-                runs.extend([kept] if batch.one_origin else sqlite_chunks.runs(kept))
+                runs.extend([kept] if batch.one_origin else chunks.runs(kept))
             if not keyed:
                 continue
             new_mark = max(mark, batch.covered_offset, *batch.end_offsets)
@@ -68,7 +68,7 @@ async def append(
             for run in runs:
                 stamped = _stamp(run, next_id, now)
                 next_id += len(stamped)
-                rows.extend(map(postgres_chunks.row, sqlite_chunks.split(stamped)))
+                rows.extend(map(postgres_chunks.row, chunks.split(stamped)))
                 stored.extend(stamped)
             await postgres_chunks.copy(conn, rows)
         if drops:

@@ -2,7 +2,7 @@
 
 Run by `PostgresStore._migrate` under the migration lock. The chunks table is created first
 (idempotently), then the records are read in id order, `SLICE_IDS` ids per transaction, cut into
-chunks at every change of origin, received time or id gap (and by `sqlite_chunks.split`), and
+chunks at every change of origin, received time or id gap (and by `chunks.split`), and
 written with COPY; each slice's transaction also records in `meta` the id reached, so a start
 that is killed part way resumes after the last slice instead of starting over (as SQLite's
 migration 3 does). When every record has moved, `records` is dropped and version 4 recorded.
@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 import psycopg
 
-from tailrace.server.storage import base, postgres_chunks, postgres_schema, sqlite_chunks
+from tailrace.server.storage import base, chunks, postgres_chunks, postgres_schema
 
 SLICE_IDS: Final = 100_000
 PART_ROWS: Final = 10_000  # records read and written at a time within a slice
@@ -78,9 +78,7 @@ async def move_slice(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
 async def _write(
     conn: psycopg.AsyncConnection[Any], schema: str, stored: list[base.StoredRecord]
 ) -> None:
-    rows = [
-        postgres_chunks.row(chunk) for run in _runs(stored) for chunk in sqlite_chunks.split(run)
-    ]
+    rows = [postgres_chunks.row(chunk) for run in _runs(stored) for chunk in chunks.split(run)]
     days = {postgres_schema.day_of(chunk_row[postgres_chunks.MIN_TS]) for chunk_row in rows}
     for day in sorted(days):
         await conn.execute(postgres_schema.create_partition_sql(schema, day).encode())
@@ -94,8 +92,8 @@ def _runs(stored: list[base.StoredRecord]) -> Iterator[list[base.StoredRecord]]:
     key: tuple[Any, ...] = ()
     for record in stored:
         record_key = (
-            *sqlite_chunks.origin_of(record),
-            sqlite_chunks.odd_stream(record.stream),
+            *chunks.origin_of(record),
+            chunks.odd_stream(record.stream),
             record.received_ns,
         )
         if run and (record_key != key or record.id != run[-1].id + 1):

@@ -20,10 +20,10 @@ from psycopg import sql
 
 from tailrace.server.storage import (
     base,
+    chunks,
     postgres_deletion,
     postgres_schema,
     retention_policy,
-    sqlite_chunks,
 )
 
 Cutoff = tuple[str, str, str, int, int]  # namespace, kind, workload, ts_ns, id
@@ -92,7 +92,7 @@ async def _drop_expired_partitions(
         # reaches at most a span past its partition's end).
         if day is None:
             continue
-        if (day + 1) * postgres_schema.DAY_NS + sqlite_chunks.CHUNK_SPAN_NS > newest_cut + 1:
+        if (day + 1) * postgres_schema.DAY_NS + chunks.CHUNK_SPAN_NS > newest_cut + 1:
             continue
         part = sql.Identifier(schema, name)
         watermark_row = await (await conn.execute("SELECT safe_watermark()")).fetchone()

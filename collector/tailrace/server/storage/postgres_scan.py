@@ -22,9 +22,9 @@ import psycopg
 from tailrace.server.storage import (
     base,
     chunk_stats,
+    chunks,
     postgres_chunks,
     postgres_query,
-    sqlite_chunks,
 )
 from tailrace.server.storage.sqlite_query import RecordTest
 
@@ -46,7 +46,7 @@ _SELECT: Final = f"SELECT {postgres_chunks.READ_COLUMNS}, data FROM chunks"
 _SELECT_META: Final = f"SELECT {postgres_chunks.READ_COLUMNS} FROM chunks"
 
 Row = tuple[Any, ...]
-Hit = tuple[int, int, sqlite_chunks.Chunk, int]  # (ts_ns, id, chunk, index in chunk)
+Hit = tuple[int, int, chunks.Chunk, int]  # (ts_ns, id, chunk, index in chunk)
 
 
 class _Walk:
@@ -184,7 +184,7 @@ async def _with_data(conn: psycopg.AsyncConnection[Any], rows: Sequence[Row]) ->
     return [(*row, blobs[row[_ID]]) for row in rows if row[_ID] in blobs]
 
 
-Match = tuple[Row, sqlite_chunks.Chunk | None, list[int] | None]
+Match = tuple[Row, chunks.Chunk | None, list[int] | None]
 
 
 async def matching(
@@ -286,7 +286,7 @@ async def feed(
     """Records with ids in (last, upto], in id order: at most `limit` (and the rest of the last
     chunk read)."""
     found: list[base.StoredRecord] = []
-    after = last - sqlite_chunks.CHUNK_RECORDS
+    after = last - chunks.CHUNK_RECORDS
     while len(found) < limit:
         cursor = await conn.execute(
             f"{_SELECT} WHERE id > %s AND id <= %s ORDER BY id LIMIT {MAX_BATCH:d}".encode(),

@@ -6,7 +6,7 @@ reads run on a small pool of reader threads with their own connections, which WA
 a write is in progress. An in-memory database (`sqlite:///:memory:`) exists only inside its one
 connection, so there every call goes through the writer thread.
 
-Records are stored many to a row (`sqlite_chunks`, ADR 0013): appends build chunks
+Records are stored many to a row (`chunks`, ADR 0013): appends build chunks
 (`sqlite_ingest`), reads walk them in page order (`sqlite_query` plans, `sqlite_scan` reads), and
 deletes drop whole chunks or mark records dead in them (`sqlite_deletion`). An append is one
 transaction: the chunks, their FTS5 documents and the new high-water marks of their sources, so a
@@ -31,10 +31,10 @@ import orjson
 
 from tailrace.server.storage import (
     base,
+    chunks,
     contract_rows,
     retention_policy,
     sqlite_attribution,
-    sqlite_chunks,
     sqlite_deletion,
     sqlite_ingest,
     sqlite_query,
@@ -491,11 +491,11 @@ class SQLiteStore:
                 messages = chunk.messages()
                 conn.execute(
                     "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
-                    (chunk.id, sqlite_chunks.fts_text(messages, chunk_row[6])),
+                    (chunk.id, chunks.fts_text(messages, chunk_row[6])),
                 )
                 conn.execute(
                     "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
-                    (chunk.id, sqlite_chunks.fts_text(messages, ref)),
+                    (chunk.id, chunks.fts_text(messages, ref)),
                 )
                 conn.execute(
                     "UPDATE chunks SET origin = ?, workload_ref = ? WHERE id = ?",

@@ -11,10 +11,10 @@ from typing import Any, Final
 
 import orjson
 
-from tailrace.server.storage import base, sqlite_chunks
+from tailrace.server.storage import base, chunks
 
 # The `origins` table's columns: what a chunk's records share, and an odd stream's name.
-ORIGIN_COLUMNS: Final = (*sqlite_chunks.ORIGIN_FIELDS, "stream")
+ORIGIN_COLUMNS: Final = (*chunks.ORIGIN_FIELDS, "stream")
 
 
 class Refs:

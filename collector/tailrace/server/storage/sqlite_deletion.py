@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from tailrace.server.storage import (
     base,
+    chunks,
     retention_policy,
-    sqlite_chunks,
     sqlite_ingest,
     sqlite_scan,
 )
@@ -58,7 +58,7 @@ def delete_some(
             bits |= 1 << i
         conn.execute(
             "UPDATE chunks SET dead = ?, live = live - ?, size = size - ? WHERE id = ?",
-            (sqlite_chunks.dead_blob(bits), len(picked), gone, chunk_id),
+            (chunks.dead_blob(bits), len(picked), gone, chunk_id),
         )
         deleted += len(picked)
         size += gone
@@ -68,10 +68,10 @@ def delete_some(
     return deleted, last
 
 
-def remove_chunk(conn: sqlite3.Connection, chunk: sqlite_chunks.Chunk, workload_ref: int) -> None:
+def remove_chunk(conn: sqlite3.Connection, chunk: chunks.Chunk, workload_ref: int) -> None:
     conn.execute(
         "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
-        (chunk.id, sqlite_chunks.fts_text(chunk.messages(), workload_ref)),
+        (chunk.id, chunks.fts_text(chunk.messages(), workload_ref)),
     )
     conn.executemany(
         "DELETE FROM chunk_executions WHERE execution_id = ? AND chunk = ?",

@@ -1,7 +1,7 @@
 """Appending to the SQLite store: records grouped into chunks, written in one transaction.
 
 An append turns each batch's new records into runs of one origin, cuts the runs into chunks
-(`sqlite_chunks.split`), and writes per chunk one `chunks` row, one FTS5 document and its
+(`chunks.split`), and writes per chunk one `chunks` row, one FTS5 document and its
 execution ids, with the sources' new high-water marks, dropped-line counts and the totals, in the
 caller's transaction. Per record, Python only reads the fields into columns and stamps ids; the
 b-trees see one row per chunk.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailrace import conventions
-from tailrace.server.storage import base, sqlite_attribution, sqlite_chunks
+from tailrace.server.storage import base, chunks, sqlite_attribution
 
 _LEVEL_RANK = conventions.LEVEL_RANK
 _INSERT_CHUNK = (
@@ -46,7 +46,7 @@ class ChunkWriter:
         """One chunk: records of one origin (`refs`: origin, pod_ref, workload_ref) that get the
         ids first_id, first_id + 1, ..."""
         origin, pod_ref, workload_ref = refs
-        encoded = sqlite_chunks.encode(chunk)
+        encoded = chunks.encode(chunk)
         n = len(chunk)
         self.chunks.append(
             (
@@ -64,7 +64,7 @@ class ChunkWriter:
                 encoded.data,
             )
         )
-        self.documents.append((first_id, sqlite_chunks.fts_text(encoded.messages, workload_ref)))
+        self.documents.append((first_id, chunks.fts_text(encoded.messages, workload_ref)))
         self.executions.extend((execution, first_id) for execution in encoded.executions)
         self.records += n
         self.size += encoded.size
@@ -115,7 +115,7 @@ class Appender:
                 fresh = [r for r, end in zip(records, ends, strict=True) if end > mark]
                 duplicates += len(records) - len(fresh)
                 records = fresh
-            runs = [records] if batch.one_origin and records else sqlite_chunks.runs(records)
+            runs = [records] if batch.one_origin and records else chunks.runs(records)
             for run in runs:
                 first = run[0]
                 rank = attribution.resolve(first)
@@ -128,9 +128,9 @@ class Appender:
                     run = admitted
                     if not run:
                         continue
-                refs = self._refs(first, sqlite_chunks.odd_stream(first.stream))
+                refs = self._refs(first, chunks.odd_stream(first.stream))
                 stamped = self._stamp(run, first.kind, first.workload, first.workload_uid)
-                for chunk in sqlite_chunks.split(stamped):
+                for chunk in chunks.split(stamped):
                     self.writer.add(chunk[0].id, chunk, self.now, refs)
                 stored.extend(stamped)
             if not keyed:
@@ -186,7 +186,7 @@ class Appender:
         pod_ref = refs.pod(conn, record.namespace, record.pod)
         workload_ref = refs.workload(conn, record.namespace, record.kind, record.workload)
         refs.pair(conn, workload_ref, pod_ref)
-        origin = refs.origin(conn, (*sqlite_chunks.origin_of(record), odd_stream))
+        origin = refs.origin(conn, (*chunks.origin_of(record), odd_stream))
         return origin, pod_ref, workload_ref
 
     def _mark(self, key: str) -> int:

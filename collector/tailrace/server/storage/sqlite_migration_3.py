@@ -18,7 +18,7 @@ import sqlite3
 import orjson
 
 from tailrace import conventions
-from tailrace.server.storage import base, sqlite_attribution, sqlite_chunks, sqlite_ingest
+from tailrace.server.storage import base, chunks, sqlite_attribution, sqlite_ingest
 
 _COLUMNS = (
     "id, ts_ns, received_ns, namespace, kind, workload, workload_uid, pod, pod_uid, container, "
@@ -103,7 +103,7 @@ def _convert_slice(conn: sqlite3.Connection, after_id: int) -> int | None:
     levels = conventions.LEVELS
 
     def close_run() -> None:
-        for chunk in sqlite_chunks.split(run):
+        for chunk in chunks.split(run):
             writer.add(chunk[0].id, chunk, chunk[0].received_ns, run_refs)
         run.clear()
 
@@ -136,9 +136,9 @@ def _convert_slice(conn: sqlite3.Connection, after_id: int) -> int | None:
             id=record_id,
             received_ns=received,
         )
-        origin = (*sqlite_chunks.origin_of(record), sqlite_chunks.odd_stream(stream))
+        origin = (*chunks.origin_of(record), chunks.odd_stream(stream))
         key = (origin, received, pod_ref, workload_ref)
-        if key != run_key or record_id != last_id + 1 or len(run) >= sqlite_chunks.CHUNK_RECORDS:
+        if key != run_key or record_id != last_id + 1 or len(run) >= chunks.CHUNK_RECORDS:
             close_run()
             run_key = key
             run_refs = (refs.origin(conn, origin), pod_ref, workload_ref)

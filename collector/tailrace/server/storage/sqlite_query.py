@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailrace import conventions, records
-from tailrace.server.storage import base, chunk_bounds, sqlite_chunks
+from tailrace.server.storage import base, chunk_bounds, chunks
 
 CHUNK_COLUMNS = "id, n, min_ts, max_ts, received_ns, origin, workload_ref, dead, live, size"
 # A pod that has logged for more workloads than this is searched without naming them to FTS5.
@@ -135,7 +135,7 @@ def plan(conn: sqlite3.Connection, query: base.Query, *, paging: bool) -> Plan |
             w.add(
                 "id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid > ?)",
                 terms,
-                query.after_id - sqlite_chunks.CHUNK_RECORDS,
+                query.after_id - chunks.CHUNK_RECORDS,
             )
         else:
             w.add("id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?)", terms)
@@ -183,7 +183,7 @@ def _scope_terms(conn: sqlite3.Connection, query: base.Query) -> str | None:
             "SELECT id FROM workload_refs WHERE namespace = ? AND kind = ? AND workload = ?",
             (query.namespace, query.kind, query.workload),
         ).fetchone()
-        return sqlite_chunks.scope_token(row[0]) if row else ""
+        return chunks.scope_token(row[0]) if row else ""
     if query.pod is None:
         return None
     refs = conn.execute(
@@ -193,7 +193,7 @@ def _scope_terms(conn: sqlite3.Connection, query: base.Query) -> str | None:
     ).fetchall()
     if len(refs) > _SCOPE_WORKLOADS_MAX:
         return None
-    tokens = [sqlite_chunks.scope_token(ref) for (ref,) in refs]
+    tokens = [chunks.scope_token(ref) for (ref,) in refs]
     if len(tokens) == 1:
         return tokens[0]
     return f"({' OR '.join(tokens)})" if tokens else ""
@@ -239,7 +239,7 @@ class RecordTest:
             self.until is None or max_ts < self.until
         )
 
-    def select(self, chunk: sqlite_chunks.Chunk, beaten: int | None = None) -> list[int]:
+    def select(self, chunk: chunks.Chunk, beaten: int | None = None) -> list[int]:
         """Indexes of the chunk's live records that match; with `beaten` (the timestamp of a
         page's last record so far), only those that may still enter the page."""
         picked = chunk.live()
@@ -291,7 +291,7 @@ class RecordTest:
 _ASCII_TOKEN_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
-def _holding(chunk: sqlite_chunks.Chunk, picked: list[int], tokens: list[str]) -> list[int]:
+def _holding(chunk: chunks.Chunk, picked: list[int], tokens: list[str]) -> list[int]:
     """The records of `picked` whose message holds `tokens` (see `holds`)."""
     text = chunk.text
     if not text.isascii():

@@ -16,11 +16,11 @@ from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any
 
-from tailrace.server.storage import base, chunk_stats, sqlite_chunks, sqlite_query
+from tailrace.server.storage import base, chunk_stats, chunks, sqlite_query
 
 _LIVE, _DATA = 8, 10  # positions in a row of `_chunks`
 
-Hit = tuple[int, int, sqlite_chunks.Chunk, int]  # (ts_ns, id, chunk, index in chunk)
+Hit = tuple[int, int, chunks.Chunk, int]  # (ts_ns, id, chunk, index in chunk)
 
 
 class Origins:
@@ -28,10 +28,10 @@ class Origins:
     to another origin instead), so every reader thread may share them."""
 
     def __init__(self) -> None:
-        self._rows: dict[int, sqlite_chunks.Origin] = {}
+        self._rows: dict[int, chunks.Origin] = {}
         self._lock = threading.Lock()
 
-    def get(self, conn: sqlite3.Connection, origin_id: int) -> sqlite_chunks.Origin:
+    def get(self, conn: sqlite3.Connection, origin_id: int) -> chunks.Origin:
         found = self._rows.get(origin_id)
         if found is None:
             row = conn.execute(
@@ -39,7 +39,7 @@ class Origins:
                 "container_id, restart, source, stream FROM origins WHERE id = ?",
                 (origin_id,),
             ).fetchone()
-            found = sqlite_chunks.Origin(*row)
+            found = chunks.Origin(*row)
             with self._lock:
                 self._rows[origin_id] = found
         return found
@@ -57,15 +57,15 @@ def _chunks(
     return conn.execute(sql, p.where.params)
 
 
-def decode(conn: sqlite3.Connection, origins: Origins, row: tuple[Any, ...]) -> sqlite_chunks.Chunk:
+def decode(conn: sqlite3.Connection, origins: Origins, row: tuple[Any, ...]) -> chunks.Chunk:
     """The chunk of a row from `_chunks`, its data read now unless the row holds it."""
     chunk_id, n, _, _, received_ns, origin, _, dead = row[:8]
     if len(row) > _DATA:
         data = row[_DATA]
     else:
         (data,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
-    return sqlite_chunks.Chunk(
-        chunk_id, n, received_ns, origins.get(conn, origin), sqlite_chunks.dead_bits(dead), data
+    return chunks.Chunk(
+        chunk_id, n, received_ns, origins.get(conn, origin), chunks.dead_bits(dead), data
     )
 
 
@@ -123,7 +123,7 @@ def matching(
     *,
     paging: bool = False,
     after_chunk: int | None = None,
-) -> Generator[tuple[tuple[Any, ...], sqlite_chunks.Chunk | None, list[int] | None]]:
+) -> Generator[tuple[tuple[Any, ...], chunks.Chunk | None, list[int] | None]]:
     """Every chunk holding records that match `query`: (row, chunk, indexes), or (row, None,
     None) when every live record of the chunk matches without decoding it. With `after_chunk`,
     only chunks of higher ids, in id order (a long delete resumes where it stopped)."""

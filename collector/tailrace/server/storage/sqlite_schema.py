@@ -3,7 +3,7 @@
 A database records every migration it has applied in `schema_migrations`; opening a store applies
 the missing ones in order, each in its own transaction. Never edit a released migration: append a
 new one. Schema 1 and 2 kept a row per record; schema 3 keeps records in chunks (see
-`sqlite_chunks`), and its migration moves the old rows over with a step in Python
+`chunks`), and its migration moves the old rows over with a step in Python
 (`sqlite_migration_3`) in slices of their own transactions, so that a start killed mid-way
 resumes rather than starts over.
 """
@@ -149,7 +149,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (
         3,
         """
-        -- Records kept in chunks (sqlite_chunks, ADR 0013): many records to a row.
+        -- Records kept in chunks (chunks, ADR 0013): many records to a row.
         -- What the records of a chunk share; `stream` holds a stream other than stdout/stderr.
         CREATE TABLE origins (
             id INTEGER PRIMARY KEY,
@@ -172,7 +172,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             id INTEGER PRIMARY KEY,        -- id of its first record; record i has id + i
             n INTEGER NOT NULL,            -- records in `data`, deleted ones included
             min_ts INTEGER NOT NULL,
-            max_ts INTEGER NOT NULL,       -- max_ts - min_ts <= sqlite_chunks.CHUNK_SPAN_NS
+            max_ts INTEGER NOT NULL,       -- max_ts - min_ts <= chunks.CHUNK_SPAN_NS
             received_ns INTEGER NOT NULL,
             origin INTEGER NOT NULL,       -- origins.id
             pod_ref INTEGER NOT NULL,      -- pod_refs.id of (namespace, pod)
@@ -181,7 +181,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             live INTEGER NOT NULL,         -- records not deleted
             size INTEGER NOT NULL,         -- UTF-8 bytes of their messages
             dead BLOB,                     -- tombstones: bit i set when record i is deleted
-            data BLOB NOT NULL             -- the records' columns (sqlite_chunks._HEADER)
+            data BLOB NOT NULL             -- the records' columns (chunks._HEADER)
         );
         -- Newest-first pages walk max_ts down, oldest-first pages min_ts up; the second column
         -- lets a cursor's straddling chunks be picked from the index alone.
@@ -199,7 +199,7 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) WITHOUT ROWID;
 
         -- One document per chunk: its messages and its workload's scope token
-        -- (sqlite_chunks.fts_text). Contentless: removing a document repeats its text, which
+        -- (chunks.fts_text). Contentless: removing a document repeats its text, which
         -- the chunk's blob reproduces.
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, content='', columnsize=0, detail=none

@@ -1,4 +1,4 @@
-"""Chunks: how the SQLite store (and the PostgreSQL store, `postgres_chunks`) keeps records, many
+"""Chunks: how both stores (SQLite, and PostgreSQL through `postgres_chunks`) keep records, many
 to a row.
 
 A chunk holds up to `CHUNK_RECORDS` consecutive records of one origin (namespace, pod, container,
