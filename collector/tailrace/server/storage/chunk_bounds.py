@@ -1,4 +1,5 @@
-"""The id and time bounds of a query over chunks, as SQL terms for either store.
+"""The id and time bounds of a query over chunks, as SQL terms for either store, and the WHERE
+clause both stores build their statements with.
 
 Both stores keep the same chunk columns (id, n, min_ts, max_ts) and walk them through the same
 pair of (max_ts, min_ts) / (min_ts, max_ts) indexes, so the bounds a page puts on them are one;
@@ -7,20 +8,31 @@ only the parameter placeholder differs (`?` for SQLite, `%s` for psycopg).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from tailrace.server.storage import base, chunks
 
 SPAN = chunks.CHUNK_SPAN_NS
 
 
-class Terms(Protocol):
-    """A WHERE clause being built (`sqlite_query.Where`, `postgres_query.Where`)."""
+@dataclass(slots=True)
+class Where:
+    """A WHERE clause being built: terms joined by AND, their parameters in order."""
 
-    def add(self, term: str, *params: Any) -> None: ...
+    terms: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, term: str, *params: Any) -> None:
+        self.terms.append(term)
+        self.params.extend(params)
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.terms) if self.terms else "true"
 
 
-def add_after_id(w: Terms, after_id: int, *, mark: str) -> None:
+def add_after_id(w: Where, after_id: int, *, mark: str) -> None:
     """Chunks holding an id above `after_id`; a chunk has at most CHUNK_RECORDS records."""
     w.add(
         f"id > {mark} AND id + n > {mark}",
@@ -30,7 +42,7 @@ def add_after_id(w: Terms, after_id: int, *, mark: str) -> None:
 
 
 def add_time_bounds(
-    w: Terms, query: base.Query, *, paging: bool, descending: bool, mark: str
+    w: Where, query: base.Query, *, paging: bool, descending: bool, mark: str
 ) -> None:
     """Time bounds in page order: the leading bound is a range on the walked index, widened by
     the span a chunk may cover; the other column of the index narrows within it."""

@@ -31,12 +31,12 @@ from psycopg import sql
 
 from tailrace.server.storage import (
     base,
+    chunk_bounds,
     contract_rows,
     postgres_deletion,
     postgres_feed,
     postgres_ingest,
     postgres_migration_4,
-    postgres_query,
     postgres_retention,
     postgres_scan,
     postgres_schema,
@@ -589,8 +589,8 @@ async def _assign(
     return updated
 
 
-def _drops_where(query: base.Query) -> postgres_query.Where:
-    w = postgres_query.Where()
+def _drops_where(query: base.Query) -> chunk_bounds.Where:
+    w = chunk_bounds.Where()
     for column, value in (
         ("namespace", query.namespace),
         ("kind", query.kind),

@@ -9,39 +9,24 @@ chunks holding no match; it never leaves one out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from tailrace import records
 from tailrace.server.storage import base, chunk_bounds, postgres_chunks, sqlite_query
 
 
 @dataclass(slots=True)
-class Where:
-    terms: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
-
-    def add(self, term: str, *params: Any) -> None:
-        self.terms.append(term)
-        self.params.extend(params)
-
-    @property
-    def sql(self) -> str:
-        return " AND ".join(self.terms) if self.terms else "true"
-
-
-@dataclass(slots=True)
 class Plan:
     """The chunk half of a query, and the order a page walks it in."""
 
-    where: Where
+    where: chunk_bounds.Where
     descending: bool
 
 
 def plan(query: base.Query, *, paging: bool, watermark: int | None = None) -> Plan | None:
     """The chunks `query` may match (None: no chunk can); with `watermark`, none above it (a
     chunk's records come from one append's block of ids, so the chunk's first id decides)."""
-    w = Where()
+    w = chunk_bounds.Where()
     for column, value in (
         ("namespace", query.namespace),
         ("kind", query.kind),

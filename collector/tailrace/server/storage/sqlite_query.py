@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tailrace import conventions, records
@@ -22,22 +22,12 @@ CHUNK_COLUMNS = "id, n, min_ts, max_ts, received_ns, origin, workload_ref, dead,
 _SCOPE_WORKLOADS_MAX = 8
 
 
-@dataclass(slots=True)
-class Where:
-    terms: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
-
-    def add(self, term: str, *params: Any) -> None:
-        self.terms.append(term)
-        self.params.extend(params)
+class Where(chunk_bounds.Where):
+    __slots__ = ()
 
     def add_in(self, column: str, values: tuple[Any, ...] | list[Any]) -> None:
         marks = ", ".join("?" for _ in values)
         self.add(f"{column} IN ({marks})", *values)
-
-    @property
-    def sql(self) -> str:
-        return " AND ".join(self.terms) if self.terms else "1"
 
 
 def fts_terms(text: str) -> str:
